@@ -1,0 +1,66 @@
+"""peru-qa: cited answers about organized crime in Peru from a collection of documents.
+
+    from peru_qa import KnowledgeBase, retrieve
+    kb = KnowledgeBase("path/to/index")
+    kb.add(["reports/", "notes.md"])
+    kb.retrieve("coca cultivation in the VRAEM", k=5)
+    retrieve("extortion of bus drivers in Lima")   # the default index, built from documents/
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    DocumentNotFound,
+    EmptyQueryError,
+    ExtractionError,
+    IndexBusyError,
+    ModelMismatchError,
+    PeruQAError,
+    UnsupportedFileType,
+)
+from .kb import AddReport, CheckReport, FileResult, KnowledgeBase, ProgressFn
+from .retrieval import Filters, FusionParams, Passage
+
+__version__ = "0.1.0"
+
+
+def open_default(model: str | None = None, progress: ProgressFn | None = None) -> KnowledgeBase:
+    """The default index (index/ or PERU_QA_INDEX), brought up to date with documents/ first."""
+    from .config import default_documents_path
+
+    kb = KnowledgeBase(model=model)
+    documents = default_documents_path()
+    if documents.is_dir() and kb.is_stale(documents):
+        kb.sync_folder(documents, progress=progress or _bar())
+    return kb
+
+
+def retrieve(query: str, k: int = 5, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Passage]:
+    """Search the default index; for many queries, keep a `KnowledgeBase` open instead."""
+    with open_default() as kb:
+        return kb.retrieve(query, k=k, filters=filters, mode=mode)
+
+
+def _bar() -> ProgressFn:
+    """A tqdm progress bar on stderr (silent when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    state: dict = {}
+
+    def update(done: int, total: int, what: str) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = tqdm(total=total, unit="file", desc="indexing", leave=False, disable=None)
+        bar.set_postfix_str(what[:40], refresh=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+__all__ = [
+    "KnowledgeBase", "Passage", "Filters", "FusionParams", "AddReport", "FileResult", "CheckReport",
+    "retrieve", "open_default", "PeruQAError", "ExtractionError", "UnsupportedFileType", "ModelMismatchError",
+    "EmptyQueryError", "IndexBusyError", "DocumentNotFound",
+]

@@ -1,0 +1,197 @@
+"""`peru-qa` command line: a thin layer over the library. Errors are one line unless --debug."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from . import _bar
+from .errors import PeruQAError
+from .kb import KnowledgeBase
+from .retrieval import MODES
+
+
+def _open(args: argparse.Namespace, create: bool = True) -> KnowledgeBase:
+    if args.index is None:
+        from . import open_default
+
+        return open_default(model=args.model)
+    return KnowledgeBase(args.index, model=args.model, create=create)
+
+
+def _print_json(value) -> None:
+    json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    index = args.index
+    kb = KnowledgeBase(index, model=args.model) if index else KnowledgeBase(model=args.model)
+    with kb:
+        report = kb.add(args.paths, password=args.password, progress=_bar())
+    if args.json:
+        _print_json([r.__dict__ for r in report.results])
+    else:
+        for result in report.results:
+            print(result.line())
+        print(f"{report.summary()} — index {kb.path}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    filters = {"doc_id": args.doc, "language": args.lang}
+    with _open(args) as kb:
+        hits = kb.retrieve(args.query, k=args.k, filters={k: v for k, v in filters.items() if v}, mode=args.mode)
+    if args.json:
+        _print_json([h.to_dict() for h in hits])
+        return 0
+    if not hits:
+        print("no matching passages")
+    for n, hit in enumerate(hits, 1):
+        where = f"p. {hit.page}" if hit.page else Path(hit.source).name
+        section = f" · {hit.section}" if hit.section and hit.section != hit.title else ""
+        print(f"[{n}] {hit.score:.3f}  {hit.title} · {where}{section}  (doc {hit.doc_id}, chunk {hit.chunk_id})")
+        text = " ".join(hit.text.split())
+        print(f"    {text[:400]}{'…' if len(text) > 400 else ''}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with _open(args, create=False) as kb:
+        docs = kb.documents()
+    if args.json:
+        _print_json([d.__dict__ for d in docs])
+        return 0
+    if not docs:
+        print("the index is empty: add documents with `peru-qa add FILES`")
+    for d in docs:
+        pages = f"{d.n_pages} p." if d.paged else ""
+        print(f"{d.id}  {d.language}  {d.n_chunks:>5} chunks {pages:>7}  {d.title}  ({d.source})")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with _open(args, create=False) as kb:
+        stats = kb.stats()
+    if args.json:
+        _print_json(stats)
+    else:
+        for key, value in stats.items():
+            print(f"{key:>12}: {value}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    index = args.index
+    with (KnowledgeBase(index, model=args.model, create=False) if index else KnowledgeBase(model=args.model)) as kb:
+        for ref in args.documents:
+            doc = kb.remove(ref)
+            print(f"removed: {doc.title} ({doc.id}, {doc.n_chunks} chunks)")
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    index = args.index
+    # Opening with the new model would be refused as a mismatch: open with the index's own model.
+    with (KnowledgeBase(index, create=False) if index else KnowledgeBase()) as kb:
+        result = kb.rebuild(model=args.model, progress=_bar())
+    print(f"rebuilt {kb.path}: {result['chunks']} chunks, model {result['model']}"
+          + (f", {result['re_embedded']} re-embedded" if result["re_embedded"] else ""))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    index = args.index
+    with (KnowledgeBase(index, create=False) if index else KnowledgeBase()) as kb:
+        report = kb.check(repair=not args.no_repair)
+    if args.json:
+        _print_json(report.__dict__ | {"ok": report.ok})
+        return 0 if report.ok else 1
+    for line in report.repaired:
+        print(f"repaired: {line}")
+    for line in report.problems:
+        print(f"problem: {line}")
+    print(f"{'ok' if report.ok else 'NOT ok'}: {report.documents} documents, {report.chunks} chunks")
+    return 0 if report.ok else 1
+
+
+Command = Callable[[argparse.Namespace], int]
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index", help="index folder (default: PERU_QA_INDEX or ./index built from documents/)")
+    common.add_argument("--model", help="sentence-transformers model name or path (default: PERU_QA_MODEL or "
+                        "the index's own; all-MiniLM-L6-v2 for a new index)")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser = argparse.ArgumentParser(prog="peru-qa", description=__doc__.splitlines()[0], parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("add", parents=[common], help="index files and folders")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--password", help="password for encrypted PDFs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("search", parents=[common], help="find passages")
+    p.add_argument("query")
+    p.add_argument("--k", "-k", type=int, default=5)
+    p.add_argument("--mode", choices=MODES, default="hybrid")
+    p.add_argument("--lang", choices=("en", "es"), help="only documents in this language")
+    p.add_argument("--doc", action="append", help="only this document id (repeatable)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("list", parents=[common], help="documents in the index")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("stats", parents=[common], help="index size and settings")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("remove", parents=[common], help="remove documents (id, file name or path)")
+    p.add_argument("documents", nargs="+")
+    p.set_defaults(func=cmd_remove)
+
+    p = sub.add_parser("rebuild", parents=[common],
+                       help="rebuild search indexes from what is stored (--model re-embeds with another model)")
+    p.set_defaults(func=cmd_rebuild)
+
+    p = sub.add_parser("check", parents=[common], help="verify the index and repair derived files")
+    p.add_argument("--no-repair", action="store_true", help="only report")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
+
+    for register in EXTRA_COMMANDS:
+        register(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("peru-qa: interrupted; the index keeps its last complete state", file=sys.stderr)
+        return 130
+    except PeruQAError as exc:
+        if args.debug:
+            raise
+        print(f"peru-qa: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if args.debug or os.environ.get("PERU_QA_DEBUG"):
+            raise
+        print(f"peru-qa: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)",
+              file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

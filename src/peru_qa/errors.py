@@ -1,0 +1,44 @@
+"""Errors a user can act on. Each message is one line that names the fix."""
+
+from __future__ import annotations
+
+
+class PeruQAError(Exception):
+    """Base class: the CLI prints these as one line without a traceback."""
+
+
+class UnsupportedFileType(PeruQAError):
+    pass
+
+
+class ExtractionError(PeruQAError):
+    """A file could not be turned into text; the message is the reason shown per file."""
+
+
+class EncryptedPDFError(ExtractionError):
+    pass
+
+
+class DocumentTooLarge(ExtractionError):
+    pass
+
+
+class ModelMismatchError(PeruQAError):
+    pass
+
+
+class EmptyQueryError(PeruQAError, ValueError):
+    pass
+
+
+class IndexBusyError(PeruQAError):
+    pass
+
+
+class IndexCorruptError(PeruQAError):
+    pass
+
+
+class DocumentNotFound(PeruQAError, KeyError):
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "document not found"

@@ -1,0 +1,64 @@
+"""BM25 keyword search over pre-analysed chunk terms (bm25s: sparse arrays + JSON on disk)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+#: Lucene BM25 parameters; k1/b as Anserini's BEIR runs use.
+BM25_PARAMS = {"k1": 0.9, "b": 0.4, "method": "lucene"}
+
+
+class KeywordIndex:
+    def __init__(self, chunk_ids: np.ndarray, retriever: bm25s.BM25 | None):
+        self.chunk_ids = chunk_ids.astype(np.int64)
+        self.retriever = retriever
+
+    def __len__(self) -> int:
+        return len(self.chunk_ids)
+
+    @classmethod
+    def build(cls, chunk_ids: np.ndarray, terms: list[list[str]]) -> KeywordIndex:
+        if len(chunk_ids) == 0:
+            return cls(np.zeros(0, np.int64), None)
+        logging.getLogger("bm25s").setLevel(logging.ERROR)
+        retriever = bm25s.BM25(**BM25_PARAMS)
+        retriever.index(terms, show_progress=False)
+        return cls(np.asarray(chunk_ids), retriever)
+
+    def search(self, tokens: list[str], k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (chunk ids, BM25 scores) with a positive score; `allowed` restricts to those ids."""
+        if self.retriever is None or not tokens or k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        ids = self.retriever.get_tokens_ids(tokens)
+        if not ids:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        scores = self.retriever.get_scores_from_ids(ids)
+        if allowed is not None:
+            scores = np.where(np.isin(self.chunk_ids, allowed), scores, 0.0)
+        k = min(k, int(np.count_nonzero(scores > 0)))
+        if k == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return self.chunk_ids[top], scores[top].astype(np.float32)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "chunk_ids.npy", self.chunk_ids, allow_pickle=False)
+        if self.retriever is not None:
+            self.retriever.save(str(folder), show_progress=False)
+        (folder / "keyword.json").write_text(json.dumps({"params": BM25_PARAMS, "chunks": len(self)}))
+
+    @classmethod
+    def load(cls, folder: Path) -> KeywordIndex:
+        chunk_ids = np.load(folder / "chunk_ids.npy", allow_pickle=False)
+        if len(chunk_ids) == 0:
+            return cls(chunk_ids, None)
+        logging.getLogger("bm25s").setLevel(logging.ERROR)
+        retriever = bm25s.BM25.load(str(folder), show_progress=False, verbosity=0)
+        return cls(chunk_ids, retriever)

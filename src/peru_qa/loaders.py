@@ -1,0 +1,432 @@
+"""Turn a file into pages of plain text with section headings, a title and a language.
+
+Every loader returns the same `LoadedDocument`; offsets of chunks later point into `Page.text`,
+so whatever text is stored here is exactly what citations quote.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import logging
+import re
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import SUPPORTED_SUFFIXES, max_text_bytes
+from .errors import DocumentTooLarge, EncryptedPDFError, ExtractionError, UnsupportedFileType
+from .text import detect_language
+
+
+@dataclass
+class Page:
+    number: int
+    text: str
+    #: (offset into text, heading) for each heading that starts on this page, in order.
+    sections: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
+class LoadedDocument:
+    path: Path
+    title: str
+    pages: list[Page]
+    language: str
+    content_hash: str
+    #: False for formats without real pages (text, Markdown, HTML, DOCX): citations show no page.
+    paged: bool
+    #: Human-readable remarks that matter to the user (e.g. pages with no text), one line each.
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def char_count(self) -> int:
+        return sum(len(p.text) for p in self.pages)
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load(path: str | Path, password: str | None = None) -> LoadedDocument:
+    """Load one file; raises an ExtractionError subclass with a one-line reason when it can't."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise UnsupportedFileType(
+            f"unsupported file type {suffix or '(none)'!r}: peru-qa reads {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise ExtractionError("not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ExtractionError("empty file (0 bytes)")
+    content_hash = file_hash(path)
+    if suffix == ".pdf":
+        title, pages, notes = _load_pdf(path, password)
+        paged = True
+    else:
+        if size > max_text_bytes() * (4 if suffix in (".docx", ".html", ".htm") else 1):
+            raise DocumentTooLarge(
+                f"too large: {size / 1e6:.1f} MB exceeds the {max_text_bytes() / 1e6:.0f} MB text limit "
+                "(set PERU_QA_MAX_TEXT_MB to raise it)"
+            )
+        loader = {".txt": _load_txt, ".md": _load_markdown, ".markdown": _load_markdown,
+                  ".html": _load_html, ".htm": _load_html, ".docx": _load_docx}[suffix]
+        title, pages = loader(path)
+        notes = []
+        paged = False
+    pages = [p for p in pages if p.text.strip()] if paged else pages
+    if not any(p.text.strip() for p in pages):
+        raise ExtractionError("no text found in the file")
+    total = sum(len(p.text) for p in pages)
+    if total > max_text_bytes():
+        raise DocumentTooLarge(
+            f"too large: {total / 1e6:.1f} M characters of text exceed the "
+            f"{max_text_bytes() / 1e6:.0f} M limit (set PERU_QA_MAX_TEXT_MB to raise it)"
+        )
+    sample = " ".join(p.text for p in pages[:5])[:5000]
+    return LoadedDocument(
+        path=path,
+        title=_clean_title(title) or _title_from_filename(path),
+        pages=pages,
+        language=detect_language(sample),
+        content_hash=content_hash,
+        paged=paged,
+        notes=notes,
+    )
+
+
+# --- text ---------------------------------------------------------------------------------------
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 (with or without BOM), UTF-16 (BOM or NUL pattern), else Windows-1252/Latin-1."""
+    if data.startswith(codecs.BOM_UTF8):
+        return data[3:].decode("utf-8", errors="replace")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", errors="replace")
+    head = data[:4096]
+    if len(head) >= 4 and head.count(0) >= len(head) // 4:
+        even_nuls = head[0::2].count(0)
+        odd_nuls = head[1::2].count(0)
+        if odd_nuls > even_nuls * 4:
+            return _checked(data.decode("utf-16-le", errors="replace"))
+        if even_nuls > odd_nuls * 4:
+            return _checked(data.decode("utf-16-be", errors="replace"))
+        raise ExtractionError("not a text file: binary data")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace") if _looks_cp1252(data) else data.decode("latin-1")
+    return _checked(text)
+
+
+def _looks_cp1252(data: bytes) -> bool:
+    return not any(b in data for b in (0x81, 0x8D, 0x8F, 0x90, 0x9D))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ufffd]")
+
+
+def _checked(text: str) -> str:
+    sample = text[:65536]
+    if sample and len(_CONTROL.findall(sample)) > max(8, len(sample) // 100):
+        raise ExtractionError("not a text file: binary data")
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+
+
+def _load_txt(path: Path) -> tuple[str, list[Page]]:
+    text = decode_text(path.read_bytes())
+    # Form feeds mark pages in text exported from PDFs and printers.
+    return "", [Page(number=i + 1, text=t) for i, t in enumerate(text.split("\f"))]
+
+
+# --- HTML and Markdown (Markdown is rendered to HTML, then read like HTML) ---------------------
+
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote br dd details dialog div dl dt fieldset figcaption figure footer "
+    "form h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section summary table tbody thead tfoot tr "
+    "td th ul caption".split()
+)
+_HIDDEN_TAGS = frozenset("script style noscript template head svg iframe object embed canvas".split())
+_HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
+
+
+def html_to_page(markup: str) -> tuple[str, Page]:
+    """Visible text of an HTML document with headings as sections; returns (title, page)."""
+    from bs4 import BeautifulSoup, Comment, NavigableString, Tag
+
+    soup = BeautifulSoup(markup, "html.parser")
+    head_title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    parts: list[str] = []
+    sections: list[tuple[int, str]] = []
+    first_heading = ""
+
+    def length() -> int:
+        return sum(len(p) for p in parts)
+
+    def newline(n: int = 1) -> None:
+        text = "".join(parts[-3:])
+        have = len(text) - len(text.rstrip("\n"))
+        if parts and have < n:
+            parts.append("\n" * (n - have))
+
+    def walk(node) -> None:
+        nonlocal first_heading
+        for child in node.children:
+            if isinstance(child, Comment):
+                continue
+            if isinstance(child, NavigableString):
+                s = re.sub(r"\s+", " ", str(child))
+                if s.strip() or (parts and not parts[-1].endswith((" ", "\n"))):
+                    if not parts or parts[-1].endswith("\n"):
+                        s = s.lstrip()
+                    if s:
+                        parts.append(s)
+                continue
+            if not isinstance(child, Tag):
+                continue
+            name = child.name.lower()
+            if name in _HIDDEN_TAGS or child.get("hidden") is not None:
+                continue
+            if name in _HEADINGS:
+                heading = child.get_text(" ", strip=True)
+                if heading:
+                    newline(2)
+                    sections.append((length(), heading))
+                    first_heading = first_heading or heading
+                    parts.append(heading)
+                    newline(2)
+                continue
+            block = name in _BLOCK_TAGS
+            if block:
+                newline(2 if name in ("p", "div", "section", "article", "table", "ul", "ol", "pre") else 1)
+                if name == "li":
+                    parts.append("- ")
+            walk(child)
+            if block:
+                newline(2 if name in ("p", "section", "article", "table", "ul", "ol", "pre") else 1)
+
+    walk(soup.body or soup)
+    raw = "".join(parts)
+    # Trim ends without moving section offsets.
+    lead = len(raw) - len(raw.lstrip())
+    text = raw.strip()
+    sections = [(max(0, off - lead), h) for off, h in sections]
+    h1 = soup.find("h1")
+    title = head_title or (h1.get_text(" ", strip=True) if h1 else "") or first_heading
+    return title, Page(number=1, text=text, sections=sections)
+
+
+def _load_html(path: Path) -> tuple[str, list[Page]]:
+    title, page = html_to_page(decode_text(path.read_bytes()))
+    return title, [page]
+
+
+def _load_markdown(path: Path) -> tuple[str, list[Page]]:
+    from markdown_it import MarkdownIt
+
+    source = decode_text(path.read_bytes())
+    # html=False: raw HTML in Markdown is shown as text, never interpreted.
+    rendered = MarkdownIt("commonmark", {"html": False}).enable("table").render(source)
+    _, page = html_to_page(rendered)
+    first = page.sections[0][1] if page.sections else ""
+    return first, [page]
+
+
+# --- DOCX -----------------------------------------------------------------------------------------
+
+def _load_docx(path: Path) -> tuple[str, list[Page]]:
+    if not zipfile.is_zipfile(path):
+        raise ExtractionError("not a valid .docx: the file is not a ZIP package (corrupt or renamed)")
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        document = docx.Document(str(path))
+    except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise ExtractionError(f"not a valid .docx: {exc}") from exc
+    parts: list[str] = []
+    sections: list[tuple[int, str]] = []
+    first_heading = ""
+    offset = 0
+    for block in _docx_blocks(document):
+        text = block[0].strip()
+        if not text:
+            continue
+        if block[1]:
+            sections.append((offset, text))
+            first_heading = first_heading or text
+        parts.append(text)
+        offset += len(text) + 2
+    title = (document.core_properties.title or "").strip() or first_heading
+    return title, [Page(number=1, text="\n\n".join(parts), sections=sections)]
+
+
+def _docx_blocks(document):
+    """Paragraphs and table rows in document order, as (text, is_heading)."""
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    for item in document.iter_inner_content():
+        if isinstance(item, Paragraph):
+            style = (item.style.name if item.style is not None else "") or ""
+            yield item.text, style.startswith(("Heading", "Title", "Título"))
+        elif isinstance(item, Table):
+            for row in item.rows:
+                cells = []
+                for cell in row.cells:
+                    value = cell.text.strip()
+                    if value and (not cells or cells[-1] != value):
+                        cells.append(value)
+                yield " | ".join(cells), False
+
+
+# --- PDF --------------------------------------------------------------------------------------------
+
+def _load_pdf(path: Path, password: str | None) -> tuple[str, list[Page], list[str]]:
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
+
+    with _quiet_pdf_logs() as captured:
+        try:
+            reader = PdfReader(str(path), strict=False)
+        except (PdfReadError, PdfStreamError, ValueError, OSError, KeyError, TypeError) as exc:
+            raise ExtractionError(f"unreadable PDF: {_short(exc)}") from exc
+        if reader.is_encrypted:
+            _decrypt(reader, path, password)
+        try:
+            count = len(reader.pages)
+        except FileNotDecryptedError as exc:
+            raise EncryptedPDFError("encrypted: password required (use --password)") from exc
+        except Exception as exc:  # pypdf raises many types on broken page trees
+            raise ExtractionError(f"unreadable PDF: page tree is damaged ({_short(exc)})") from exc
+        pages: list[Page] = []
+        failed: list[int] = []
+        image_pages = 0
+        for index in range(count):
+            try:
+                page = reader.pages[index]
+                text = page.extract_text() or ""
+            except Exception:  # one bad page must not sink the document
+                failed.append(index + 1)
+                continue
+            text = _clean_pdf_text(text)
+            if not text.strip():
+                if _has_images(page):
+                    image_pages += 1
+                continue
+            pages.append(Page(number=index + 1, text=text))
+        title = ""
+        try:
+            meta = reader.metadata
+            title = str(meta.title) if meta and meta.title else ""
+        except Exception:
+            title = ""
+    if not pages:
+        if failed and len(failed) == count:
+            raise ExtractionError("unreadable PDF: no page could be read")
+        if image_pages:
+            raise ExtractionError("no extractable text: scanned images, OCR not available")
+        raise ExtractionError(f"no extractable text in {count} page(s)")
+    notes: list[str] = []
+    empty = count - len(pages) - len(failed)
+    if empty:
+        notes.append(f"{empty} of {count} pages had no text (images only?)")
+    if failed:
+        notes.append(f"{len(failed)} page(s) could not be read: {', '.join(map(str, failed[:10]))}")
+    if captured and not notes:
+        notes.append(f"{len(captured)} PDF warning(s) while reading; text extracted")
+    return title, pages, notes
+
+
+def _decrypt(reader, path: Path, password: str | None) -> None:
+    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
+
+    try:
+        for candidate in ([password] if password else []) + [""]:
+            if reader.decrypt(candidate):
+                return
+    except DependencyError as exc:
+        raise EncryptedPDFError(f"encrypted: needs the 'cryptography' package ({exc})") from exc
+    except (FileNotDecryptedError, PdfReadError, NotImplementedError) as exc:
+        raise EncryptedPDFError(f"encrypted: cannot decrypt ({_short(exc)})") from exc
+    if password:
+        raise EncryptedPDFError("encrypted: wrong password")
+    raise EncryptedPDFError("encrypted: password required (use --password)")
+
+
+def _has_images(page) -> bool:
+    try:
+        resources = page.get("/Resources") or {}
+        xobjects = resources.get("/XObject") or {}
+        return any(xobjects[name].get("/Subtype") == "/Image" for name in xobjects)
+    except Exception:
+        return False
+
+
+_HYPHEN_BREAK = re.compile(r"(\w)-\n(\w)")
+
+
+def _clean_pdf_text(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    text = _HYPHEN_BREAK.sub(r"\1\2", text)
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    return text.strip()
+
+
+class _quiet_pdf_logs:
+    """pypdf logs and warns a lot on real files; collect it instead of printing it."""
+
+    def __enter__(self) -> list[str]:
+        self.records: list[str] = []
+        self._logger = logging.getLogger("pypdf")
+        self._handler = _ListHandler(self.records)
+        self._old = (self._logger.level, self._logger.propagate)
+        self._logger.addHandler(self._handler)
+        self._logger.setLevel(logging.WARNING)
+        self._logger.propagate = False
+        self._warnings = warnings.catch_warnings(record=True)
+        self._caught = self._warnings.__enter__()
+        warnings.simplefilter("always")
+        return self.records
+
+    def __exit__(self, *exc) -> None:
+        self.records.extend(str(w.message) for w in self._caught)
+        self._warnings.__exit__(*exc)
+        self._logger.removeHandler(self._handler)
+        self._logger.setLevel(self._old[0])
+        self._logger.propagate = self._old[1]
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, sink: list[str]):
+        super().__init__(logging.WARNING)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.append(record.getMessage())
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:160]
+
+
+# --- titles -----------------------------------------------------------------------------------------
+
+_BAD_TITLES = re.compile(r"^(untitled|microsoft word|document\d*|title|\s*)$|\.(docx?|pdf|tex|indd)$", re.I)
+
+
+def _clean_title(title: str) -> str:
+    title = re.sub(r"\s+", " ", title or "").strip()
+    return "" if _BAD_TITLES.search(title) else title[:300]
+
+
+def _title_from_filename(path: Path) -> str:
+    return re.sub(r"[_]+", " ", path.stem).strip() or path.name

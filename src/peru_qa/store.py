@@ -1,0 +1,479 @@
+"""The index folder: SQLite (source of truth), derived FAISS + BM25 files, a readable manifest.
+
+Layout of an index folder::
+
+    manifest.json        schema version, model, dimension, counts, current generation (JSON)
+    peru_qa.sqlite       documents, page texts, chunks, their keyword terms and vectors
+    derived/<gen>/       vectors.faiss + keyword/ (bm25s arrays), rebuilt from SQLite when stale
+    .lock                held by the one process writing
+
+Every change is one SQLite transaction that bumps `generation`; derived files for that
+generation are written to a new folder and the manifest is replaced last. A crash at any point
+leaves SQLite at the last committed state, and stale or missing derived files are rebuilt
+from SQLite on the next open, without the original documents.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+from filelock import Timeout as LockTimeout
+
+from .config import env_float
+from .errors import IndexBusyError, IndexCorruptError, PeruQAError
+from .keyword import KeywordIndex
+from .vectors import VectorIndex
+
+SCHEMA_VERSION = 1
+DB_NAME = "peru_qa.sqlite"
+MANIFEST_NAME = "manifest.json"
+
+# Numbered migrations: MIGRATIONS[i] takes the database from user_version i to i + 1.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE documents (
+        id TEXT PRIMARY KEY,
+        source TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        language TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        paged INTEGER NOT NULL,
+        n_pages INTEGER NOT NULL,
+        n_chunks INTEGER NOT NULL,
+        file_size INTEGER,
+        file_mtime REAL,
+        added_at TEXT NOT NULL,
+        notes TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX documents_hash ON documents(content_hash);
+    CREATE TABLE pages (
+        doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        page INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        sections TEXT NOT NULL,
+        PRIMARY KEY (doc_id, page)
+    );
+    CREATE TABLE chunks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        page INTEGER NOT NULL,
+        section TEXT NOT NULL,
+        start INTEGER NOT NULL,
+        end INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        terms TEXT NOT NULL,
+        vector BLOB NOT NULL
+    );
+    CREATE INDEX chunks_doc ON chunks(doc_id);
+    """,
+]
+
+
+@dataclass
+class DocumentRecord:
+    id: str
+    source: str
+    title: str
+    language: str
+    content_hash: str
+    paged: bool
+    n_pages: int
+    n_chunks: int
+    file_size: int | None
+    file_mtime: float | None
+    added_at: str
+    notes: str
+
+
+@dataclass
+class ChunkRow:
+    page: int
+    section: str
+    start: int
+    end: int
+    text: str
+    terms: list[str]
+
+
+@dataclass
+class Derived:
+    generation: int
+    vectors: VectorIndex
+    keyword: KeywordIndex
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Store:
+    def __init__(self, path: Path, create: bool = True):
+        self.path = Path(path)
+        if not (self.path / DB_NAME).exists():
+            if not create:
+                raise PeruQAError(f"no index at {self.path} (create one with `peru-qa add FILES --index {self.path}`)")
+            self.path.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path / DB_NAME, timeout=60, check_same_thread=False,
+                                  isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self._lock = FileLock(str(self.path / ".lock"))
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            if self._schema_version() < len(MIGRATIONS):
+                with self.writer():
+                    self._migrate()
+            self._migrate()  # raises if the index is newer than this code
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(f"index database {self.path / DB_NAME} is unreadable: {exc}") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- schema -------------------------------------------------------------------------------
+    def _schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self._schema_version()
+        if version > len(MIGRATIONS):
+            raise PeruQAError(
+                f"index schema v{version} is newer than this peru-qa (v{len(MIGRATIONS)}): upgrade peru-qa"
+            )
+        for number in range(version, len(MIGRATIONS)):
+            # One script = one transaction: the schema and its version change together.
+            self.db.executescript(
+                f"BEGIN IMMEDIATE;{MIGRATIONS[number]};PRAGMA user_version={number + 1};COMMIT;"
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    # --- meta ---------------------------------------------------------------------------------
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def generation(self) -> int:
+        return int(self.meta("generation", "0"))
+
+    def _bump(self) -> None:
+        self.set_meta("generation", str(self.generation + 1))
+        self.set_meta("updated_at", _now())
+
+    # --- locking ------------------------------------------------------------------------------
+    @contextmanager
+    def writer(self, timeout: float | None = None) -> Iterator[None]:
+        """Exclusive writer lock; waits (saying so once on stderr) and gives up with a clear error."""
+        timeout = env_float("PERU_QA_LOCK_TIMEOUT", 120.0) if timeout is None else timeout
+        try:
+            self._lock.acquire(timeout=0)
+        except LockTimeout:
+            print(f"peru-qa: waiting for another process writing to {self.path} ...", file=sys.stderr, flush=True)
+            try:
+                self._lock.acquire(timeout=timeout)
+            except LockTimeout as exc:
+                raise IndexBusyError(
+                    f"index {self.path} is locked by another peru-qa process writing to it; gave up after "
+                    f"{timeout:.0f} s (try again when it finishes, or raise PERU_QA_LOCK_TIMEOUT)"
+                ) from exc
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def try_lock(self) -> bool:
+        try:
+            self._lock.acquire(timeout=0)
+            return True
+        except LockTimeout:
+            return False
+
+    def unlock(self) -> None:
+        self._lock.release()
+
+    # --- documents ----------------------------------------------------------------------------
+    def documents(self) -> list[DocumentRecord]:
+        rows = self.db.execute("SELECT * FROM documents ORDER BY title COLLATE NOCASE, source").fetchall()
+        return [_doc(r) for r in rows]
+
+    def document(self, doc_id: str) -> DocumentRecord | None:
+        row = self.db.execute("SELECT * FROM documents WHERE id=?", (doc_id,)).fetchone()
+        return _doc(row) if row else None
+
+    def document_by_source(self, source: str) -> DocumentRecord | None:
+        row = self.db.execute("SELECT * FROM documents WHERE source=?", (source,)).fetchone()
+        return _doc(row) if row else None
+
+    def document_by_hash(self, content_hash: str) -> DocumentRecord | None:
+        row = self.db.execute("SELECT * FROM documents WHERE content_hash=? LIMIT 1", (content_hash,)).fetchone()
+        return _doc(row) if row else None
+
+    def counts(self) -> tuple[int, int]:
+        docs = self.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+        chunks = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        return int(docs), int(chunks)
+
+    def pages(self, doc_id: str) -> list[tuple[int, str, list[tuple[int, str]]]]:
+        rows = self.db.execute(
+            "SELECT page, text, sections FROM pages WHERE doc_id=? ORDER BY page", (doc_id,)
+        ).fetchall()
+        return [(r["page"], r["text"], [tuple(s) for s in json.loads(r["sections"])]) for r in rows]
+
+    def page_text(self, doc_id: str, page: int) -> str:
+        row = self.db.execute("SELECT text FROM pages WHERE doc_id=? AND page=?", (doc_id, page)).fetchone()
+        return row[0] if row else ""
+
+    def write_document(self, record: DocumentRecord, pages: list[tuple[int, str, list]], chunks: list[ChunkRow],
+                       vectors: np.ndarray, replace_ids: tuple[str, ...] = ()) -> None:
+        """Insert one document with its chunks and vectors, replacing older versions, atomically."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self.transaction() as db:
+            for old in replace_ids:
+                db.execute("DELETE FROM documents WHERE id=?", (old,))
+            db.execute(
+                "INSERT INTO documents(id, source, title, language, content_hash, paged, n_pages, n_chunks, "
+                "file_size, file_mtime, added_at, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (record.id, record.source, record.title, record.language, record.content_hash, int(record.paged),
+                 record.n_pages, record.n_chunks, record.file_size, record.file_mtime, record.added_at,
+                 record.notes),
+            )
+            db.executemany(
+                "INSERT INTO pages(doc_id, page, text, sections) VALUES (?,?,?,?)",
+                [(record.id, number, text, json.dumps(sections, ensure_ascii=False))
+                 for number, text, sections in pages],
+            )
+            db.executemany(
+                "INSERT INTO chunks(doc_id, page, section, start, end, text, terms, vector) VALUES (?,?,?,?,?,?,?,?)",
+                [(record.id, c.page, c.section, c.start, c.end, c.text, " ".join(c.terms), vectors[i].tobytes())
+                 for i, c in enumerate(chunks)],
+            )
+            self._bump()
+
+    def update_source(self, doc_id: str, source: str, file_size: int | None, file_mtime: float | None) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE documents SET source=?, file_size=?, file_mtime=? WHERE id=?",
+                       (source, file_size, file_mtime, doc_id))
+            self._bump()
+
+    def touch(self, doc_id: str, file_size: int | None, file_mtime: float | None) -> None:
+        """Record a new mtime for unchanged content, so the next staleness check skips hashing."""
+        with self.transaction() as db:
+            db.execute("UPDATE documents SET file_size=?, file_mtime=? WHERE id=?", (file_size, file_mtime, doc_id))
+
+    def delete_documents(self, doc_ids: list[str]) -> None:
+        with self.transaction() as db:
+            db.executemany("DELETE FROM documents WHERE id=?", [(d,) for d in doc_ids])
+            self._bump()
+
+    def delete_all(self) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM documents")
+            self._bump()
+
+    # --- chunks -------------------------------------------------------------------------------
+    def chunk_ids(self) -> np.ndarray:
+        rows = self.db.execute("SELECT id FROM chunks ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def vectors_for(self, ids: np.ndarray, dim: int) -> np.ndarray:
+        out = np.zeros((len(ids), dim), dtype=np.float32)
+        position = {int(i): n for n, i in enumerate(ids)}
+        for batch in _batches([int(i) for i in ids], 900):
+            marks = ",".join("?" * len(batch))
+            for row in self.db.execute(f"SELECT id, vector FROM chunks WHERE id IN ({marks})", batch):
+                out[position[row[0]]] = np.frombuffer(row[1], dtype=np.float32)
+        return out
+
+    def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        blob = b"".join(r[1] for r in rows)
+        vectors = np.frombuffer(blob, dtype=np.float32)
+        if vectors.size != len(ids) * dim:
+            raise IndexCorruptError("stored vectors do not match the index dimension; run `peru-qa rebuild`")
+        return ids, vectors.reshape(len(ids), dim)
+
+    def all_terms(self) -> tuple[np.ndarray, list[list[str]]]:
+        rows = self.db.execute("SELECT id, terms FROM chunks ORDER BY id").fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        return ids, [r[1].split() for r in rows]
+
+    def chunk_rows(self, ids: list[int]) -> dict[int, sqlite3.Row]:
+        out: dict[int, sqlite3.Row] = {}
+        for batch in _batches(ids, 900):
+            marks = ",".join("?" * len(batch))
+            for row in self.db.execute(
+                "SELECT c.id, c.doc_id, c.page, c.section, c.start, c.end, c.text, d.title, d.source, d.language, "
+                f"d.paged FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+                batch,
+            ):
+                out[row["id"]] = row
+        return out
+
+    def chunk_ids_where(self, doc_ids: list[str] | None, languages: list[str] | None) -> np.ndarray:
+        sql = "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE 1=1"
+        args: list[str] = []
+        if doc_ids is not None:
+            sql += f" AND c.doc_id IN ({','.join('?' * len(doc_ids))})"
+            args += doc_ids
+        if languages is not None:
+            sql += f" AND d.language IN ({','.join('?' * len(languages))})"
+            args += languages
+        rows = self.db.execute(sql, args).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    # --- manifest and derived files -------------------------------------------------------------
+    def manifest(self) -> dict:
+        try:
+            return json.loads((self.path / MANIFEST_NAME).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return {"damaged": True}
+
+    def manifest_stamp(self) -> int:
+        try:
+            return (self.path / MANIFEST_NAME).stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def load_derived(self, current_only: bool = True) -> Derived | None:
+        """The derived files the manifest points to, or None when missing, damaged or (by default) stale."""
+        manifest = self.manifest()
+        if not manifest.get("derived") or (current_only and manifest.get("generation") != self.generation):
+            return None
+        folder = self.path / manifest["derived"]
+        try:
+            vectors = VectorIndex.load(folder / "vectors.faiss")
+            keyword = KeywordIndex.load(folder / "keyword")
+        except Exception:  # missing or damaged: the caller rebuilds from SQLite
+            return None
+        if len(vectors) != manifest.get("chunks") or len(keyword) != manifest.get("chunks"):
+            return None
+        return Derived(manifest["generation"], vectors, keyword)
+
+    def build_derived(self, dim: int, previous: Derived | None = None) -> Derived:
+        """Derived indexes matching SQLite now; reuses `previous` vectors where it can."""
+        generation = self.generation
+        db_ids = self.chunk_ids()
+        if previous is not None and previous.vectors.dim == dim:
+            vectors = previous.vectors
+            have = vectors.ids()
+            vectors.remove(np.setdiff1d(have, db_ids, assume_unique=True))
+            missing = np.setdiff1d(db_ids, have, assume_unique=True)
+            vectors.add(missing, self.vectors_for(missing, dim))
+        else:
+            vectors = VectorIndex(dim)
+            ids, matrix = self.all_vectors(dim)
+            vectors.add(ids, matrix)
+        ids, terms = self.all_terms()
+        keyword = KeywordIndex.build(ids, terms)
+        return Derived(generation, vectors, keyword)
+
+    def save_derived(self, derived: Derived, info: dict) -> None:
+        """Write derived files to a new folder, then point the manifest at it (caller holds the lock)."""
+        root = self.path / "derived"
+        root.mkdir(exist_ok=True)
+        final = root / f"{derived.generation:08d}"
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
+        try:
+            derived.vectors.save(staging / "vectors.faiss")
+            derived.keyword.save(staging / "keyword")
+            _fsync_tree(staging)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        docs, chunks = self.counts()
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            **info,
+            "generation": derived.generation,
+            "documents": docs,
+            "chunks": chunks,
+            "derived": f"derived/{final.name}",
+            "keyword": {"library": "bm25s", "analysis": "fold accents, es+en stop words, Snowball stem"},
+            "updated_at": _now(),
+        }
+        atomic_write_text(self.path / MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        self._prune(root, keep=final.name)
+
+    def _prune(self, root: Path, keep: str) -> None:
+        # Keep the previous generation a while: a reader may be loading it right now.
+        # Staging folders older than that are leftovers of a killed writer (we hold the lock).
+        cutoff = time.time() - 60
+        for child in root.iterdir():
+            try:
+                if child.name != keep and child.stat().st_mtime < cutoff:
+                    shutil.rmtree(child, ignore_errors=True)
+            except FileNotFoundError:
+                pass
+
+
+def _doc(row: sqlite3.Row) -> DocumentRecord:
+    return DocumentRecord(
+        id=row["id"], source=row["source"], title=row["title"], language=row["language"],
+        content_hash=row["content_hash"], paged=bool(row["paged"]), n_pages=row["n_pages"],
+        n_chunks=row["n_chunks"], file_size=row["file_size"], file_mtime=row["file_mtime"],
+        added_at=row["added_at"], notes=row["notes"],
+    )
+
+
+def _batches(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
