@@ -18,7 +18,7 @@ from .errors import (
     PeruQAError,
     UnsupportedFileType,
 )
-from .kb import AddReport, CheckReport, FileResult, KnowledgeBase, ProgressFn
+from .kb import AddReport, CheckReport, FileResult, KnowledgeBase, ProgressFn, TextDocument
 from .retrieval import Filters, FusionParams, Passage
 
 __version__ = "0.1.0"
@@ -60,7 +60,7 @@ def _bar() -> ProgressFn:
 
 
 __all__ = [
-    "KnowledgeBase", "Passage", "Filters", "FusionParams", "AddReport", "FileResult", "CheckReport",
+    "KnowledgeBase", "TextDocument", "Passage", "Filters", "FusionParams", "AddReport", "FileResult", "CheckReport",
     "retrieve", "open_default", "PeruQAError", "ExtractionError", "UnsupportedFileType", "ModelMismatchError",
     "EmptyQueryError", "IndexBusyError", "DocumentNotFound",
 ]

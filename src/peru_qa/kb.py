@@ -21,10 +21,10 @@ from .errors import (
     ModelMismatchError,
     PeruQAError,
 )
-from .loaders import LoadedDocument, Page, load
+from .loaders import LoadedDocument, Page, file_hash, load
 from .retrieval import DEFAULT_FUSION, MODES, Filters, FusionParams, Passage, search
 from .store import ChunkRow, Derived, DocumentRecord, Store, _now
-from .text import keyword_tokens
+from .text import detect_language, keyword_tokens
 
 #: Called with (files done, files in total, what is happening now).
 ProgressFn = Callable[[int, int, str], None]
@@ -106,6 +106,33 @@ def iter_files(paths: Iterable[str | Path], exclude: Iterable[str] = ()) -> list
     return out
 
 
+@dataclass
+class TextDocument:
+    """A text to index that is not a file; `source` is its key (re-adding the same key replaces it)."""
+
+    source: str
+    text: str
+    title: str = ""
+    language: str | None = None
+
+
+@dataclass
+class _Pending:
+    """A document loaded and chunked, waiting for its vectors."""
+
+    shown: str
+    doc: LoadedDocument
+    source: str
+    existing: DocumentRecord | None
+    size: int | None
+    mtime: float | None
+    chunks: list[Chunk]
+
+
+#: Chunks embedded together across small files (one model call is much faster than many).
+EMBED_BATCH_CHUNKS = 256
+
+
 def _doc_id(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:12]
 
@@ -172,23 +199,74 @@ class KnowledgeBase:
         if isinstance(paths, (str, Path)):
             paths = [paths]
         files = iter_files(paths, exclude)
-        report = AddReport()
+        return self._ingest(
+            ((str(path), lambda path=path, explicit=explicit: self._prepare_file(path, explicit, password))
+             for path, explicit in files),
+            len(files), progress)
+
+    def add_texts(self, items: Iterable[TextDocument], progress: ProgressFn | None = None) -> AddReport:
+        """Index texts that are not files (notes, records of a dataset), keyed by `source`."""
+        items = list(items)
+        return self._ingest(((item.source, lambda item=item: self._prepare_text(item)) for item in items),
+                            len(items), progress)
+
+    def _ingest(self, jobs: Iterable[tuple[str, Callable[[], FileResult | _Pending]]], total: int,
+                progress: ProgressFn | None) -> AddReport:
+        """Prepare documents, embed them in shared batches, then commit each one on its own."""
+        results: list[FileResult | None] = []
+        pending: list[tuple[int, _Pending]] = []
         wrote = False
+
+        def flush() -> None:
+            nonlocal wrote
+            if not pending:
+                return
+            texts = [self._embedding_text(p.doc.title, c.section, c.text) for _, p in pending for c in p.chunks]
+            vectors = self.embedder.encode(texts)
+            offset = 0
+            for slot, item in pending:
+                n = len(item.chunks)
+                part = vectors[offset : offset + n]
+                results[slot] = self._guarded(item.shown, lambda item=item, part=part: self._commit(item, part))
+                offset += n
+                wrote |= results[slot].status in ("added", "replaced")
+            pending.clear()
+
         try:
-            for n, (path, explicit) in enumerate(files):
+            for done, (name, prepare) in enumerate(jobs):
                 if progress:
-                    progress(n, len(files), path.name)
-                result = self._add_one(path, explicit, password)
-                wrote |= result.status in ("added", "replaced", "moved")
-                report.results.append(result)
+                    progress(done, total, Path(name).name)
+                outcome = self._guarded(name, prepare)
+                results.append(outcome if isinstance(outcome, FileResult) else None)
+                wrote |= isinstance(outcome, FileResult) and outcome.status == "moved"
+                if isinstance(outcome, _Pending):
+                    pending.append((len(results) - 1, outcome))
+                    if sum(len(p.chunks) for _, p in pending) >= EMBED_BATCH_CHUNKS:
+                        flush()
+            flush()
         finally:
             if wrote:
                 self._publish()
             if progress:
-                progress(len(files), len(files), "done")
-        return report
+                progress(total, total, "done")
+        return AddReport([r for r in results if r is not None])
 
-    def _add_one(self, path: Path, explicit: bool, password: str | None) -> FileResult:
+    @staticmethod
+    def _guarded(shown: str, step: Callable[[], FileResult | _Pending]) -> FileResult | _Pending:
+        """Run one file's step; any failure becomes that file's result, except lock and model errors."""
+        try:
+            return step()
+        except (IndexBusyError, ModelMismatchError):
+            raise
+        except (ExtractionError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, ExtractionError) else f"cannot read file: {exc.strerror or exc}"
+            return FileResult(shown, "failed", reason)
+        except PeruQAError as exc:
+            return FileResult(shown, "failed", str(exc))
+        except Exception as exc:  # a loader bug on one odd file must not stop the batch
+            return FileResult(shown, "failed", f"unexpected error: {type(exc).__name__}: {exc}"[:300])
+
+    def _prepare_file(self, path: Path, explicit: bool, password: str | None) -> FileResult | _Pending:
         shown = str(path)
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             if not explicit:
@@ -200,55 +278,62 @@ class KnowledgeBase:
         if not path.is_file():
             return FileResult(shown, "failed", "not a regular file")
         source = str(path.resolve())
-        try:
-            stat = path.stat()
-            existing = self.store.document_by_source(source)
-            if existing and existing.file_size == stat.st_size and existing.file_mtime == stat.st_mtime:
-                return FileResult(shown, "unchanged", doc_id=existing.id, title=existing.title)
-            from .loaders import file_hash
+        stat = path.stat()
+        existing = self.store.document_by_source(source)
+        if existing and existing.file_size == stat.st_size and existing.file_mtime == stat.st_mtime:
+            return FileResult(shown, "unchanged", doc_id=existing.id, title=existing.title)
+        content_hash = file_hash(path)
+        if existing and existing.content_hash == content_hash:
+            self.store.touch(existing.id, stat.st_size, stat.st_mtime)
+            return FileResult(shown, "unchanged", doc_id=existing.id, title=existing.title)
+        twin = self.store.document_by_hash(content_hash)
+        if twin and not existing:
+            if not Path(twin.source).exists():
+                with self.store.writer():
+                    self.store.update_source(twin.id, source, stat.st_size, stat.st_mtime)
+                return FileResult(shown, "moved", f"was {twin.source}", doc_id=twin.id, title=twin.title)
+            return FileResult(shown, "unchanged", f"same content as {Path(twin.source).name!r}",
+                              doc_id=twin.id, title=twin.title)
+        doc = load(path, password=password)
+        return self._prepare(shown, doc, source, existing, stat.st_size, stat.st_mtime)
 
-            content_hash = file_hash(path)
-            if existing and existing.content_hash == content_hash:
-                self.store.touch(existing.id, stat.st_size, stat.st_mtime)
-                return FileResult(shown, "unchanged", doc_id=existing.id, title=existing.title)
-            twin = self.store.document_by_hash(content_hash)
-            if twin and not existing:
-                if not Path(twin.source).exists():
-                    with self.store.writer():
-                        self.store.update_source(twin.id, source, stat.st_size, stat.st_mtime)
-                    return FileResult(shown, "moved", f"was {twin.source}", doc_id=twin.id, title=twin.title)
-                return FileResult(shown, "unchanged", f"same content as {Path(twin.source).name!r}",
-                                  doc_id=twin.id, title=twin.title)
-            doc = load(path, password=password)
-            chunks = chunk_document(doc, self.embedder)
-            if not chunks:
-                return FileResult(shown, "failed", "no text to index after extraction")
-            vectors = self._embed_chunks(doc.title, chunks)
-            rows = [ChunkRow(c.page, c.section, c.start, c.end, c.text,
-                             keyword_tokens(f"{doc.title}\n{c.section}\n{c.text}", doc.language)) for c in chunks]
-            doc_id = existing.id if existing else _doc_id(source)
-            record = DocumentRecord(
-                id=doc_id, source=source, title=doc.title, language=doc.language, content_hash=content_hash,
-                paged=doc.paged, n_pages=len(doc.pages), n_chunks=len(chunks), file_size=stat.st_size,
-                file_mtime=stat.st_mtime, added_at=_now(), notes="; ".join(doc.notes),
-            )
-            with self.store.writer():
-                self._ensure_model_recorded()
-                current = self.store.document_by_source(source)
-                self.store.write_document(record, _page_rows(doc.pages), rows, vectors,
-                                          replace_ids=(current.id,) if current else ())
-            status = "replaced" if existing else "added"
-            return FileResult(shown, status, "; ".join(doc.notes) if doc.notes else "", doc_id=doc_id,
-                              title=doc.title, pages=len(doc.pages), chunks=len(chunks))
-        except (ExtractionError, OSError) as exc:
-            return FileResult(shown, "failed", str(exc) if isinstance(exc, ExtractionError) else
-                              f"cannot read file: {exc.strerror or exc}")
-        except (IndexBusyError, ModelMismatchError):
-            raise
-        except PeruQAError as exc:
-            return FileResult(shown, "failed", str(exc))
-        except Exception as exc:  # a loader bug on one odd file must not stop the batch
-            return FileResult(shown, "failed", f"unexpected error: {type(exc).__name__}: {exc}"[:300])
+    def _prepare_text(self, item: TextDocument) -> FileResult | _Pending:
+        if not item.text.strip():
+            return FileResult(item.source, "failed", "empty text")
+        content_hash = hashlib.sha256(f"{item.title}\n{item.text}".encode()).hexdigest()
+        existing = self.store.document_by_source(item.source)
+        if existing and existing.content_hash == content_hash:
+            return FileResult(item.source, "unchanged", doc_id=existing.id, title=existing.title)
+        doc = LoadedDocument(
+            path=Path(item.source), title=item.title or item.source, pages=[Page(1, item.text)],
+            language=item.language or detect_language(f"{item.title}\n{item.text}"),
+            content_hash=content_hash, paged=False)
+        return self._prepare(item.source, doc, item.source, existing, None, None)
+
+    def _prepare(self, shown: str, doc: LoadedDocument, source: str, existing: DocumentRecord | None,
+                 size: int | None, mtime: float | None) -> FileResult | _Pending:
+        chunks = chunk_document(doc, self.embedder)
+        if not chunks:
+            return FileResult(shown, "failed", "no text to index after extraction")
+        return _Pending(shown, doc, source, existing, size, mtime, chunks)
+
+    def _commit(self, item: _Pending, vectors: np.ndarray) -> FileResult:
+        doc, chunks = item.doc, item.chunks
+        rows = [ChunkRow(c.page, c.section, c.start, c.end, c.text,
+                         keyword_tokens(f"{doc.title}\n{c.section}\n{c.text}", doc.language)) for c in chunks]
+        doc_id = item.existing.id if item.existing else _doc_id(item.source)
+        record = DocumentRecord(
+            id=doc_id, source=item.source, title=doc.title, language=doc.language, content_hash=doc.content_hash,
+            paged=doc.paged, n_pages=len(doc.pages), n_chunks=len(chunks), file_size=item.size,
+            file_mtime=item.mtime, added_at=_now(), notes="; ".join(doc.notes),
+        )
+        with self.store.writer():
+            self._ensure_model_recorded()
+            current = self.store.document_by_source(item.source)
+            self.store.write_document(record, _page_rows(doc.pages), rows, vectors,
+                                      replace_ids=(current.id,) if current else ())
+        return FileResult(item.shown, "replaced" if item.existing else "added", "; ".join(doc.notes),
+                          doc_id=doc_id, title=doc.title, pages=len(doc.pages), chunks=len(chunks))
 
     def _ensure_model_recorded(self) -> None:
         if not self.store.meta("model"):
