@@ -155,9 +155,10 @@ class KnowledgeBase:
         if embedder is not None:
             requested = embedder.name
         if stored and requested and canonical_model_name(requested) != stored:
+            dimension = self.store.meta("dimension")
             self.store.close()
             raise ModelMismatchError(
-                f"index {self.path} was built with model {stored!r} ({self.store.meta('dimension')}-d), "
+                f"index {self.path} was built with model {stored!r} ({dimension}-d), "
                 f"not {canonical_model_name(requested)!r}: run `peru-qa rebuild --model {requested} "
                 f"--index {self.path}` to re-embed it, or drop --model/PERU_QA_MODEL to use {stored!r}"
             )
@@ -240,6 +241,11 @@ class KnowledgeBase:
                 results.append(outcome if isinstance(outcome, FileResult) else None)
                 wrote |= isinstance(outcome, FileResult) and outcome.status == "moved"
                 if isinstance(outcome, _Pending):
+                    twin = next((p for _, p in pending if p.doc.content_hash == outcome.doc.content_hash), None)
+                    if twin is not None:
+                        results[-1] = FileResult(outcome.shown, "unchanged",
+                                                 f"same content as {Path(twin.source).name!r}", title=twin.doc.title)
+                        continue
                     pending.append((len(results) - 1, outcome))
                     if sum(len(p.chunks) for _, p in pending) >= EMBED_BATCH_CHUNKS:
                         flush()
@@ -329,6 +335,10 @@ class KnowledgeBase:
         )
         with self.store.writer():
             self._ensure_model_recorded()
+            twin = self.store.document_by_hash(doc.content_hash)
+            if twin is not None and twin.source != item.source:  # committed meanwhile by another writer
+                return FileResult(item.shown, "unchanged", f"same content as {Path(twin.source).name!r}",
+                                  doc_id=twin.id, title=twin.title)
             current = self.store.document_by_source(item.source)
             self.store.write_document(record, _page_rows(doc.pages), rows, vectors,
                                       replace_ids=(current.id,) if current else ())

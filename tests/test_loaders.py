@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import codecs
+
+import pytest
+from helpers import make_docx, make_image_pdf, make_pdf
+
+from peru_qa.errors import EncryptedPDFError, ExtractionError, UnsupportedFileType
+from peru_qa.loaders import load
+
+SPANISH = "La minería ilegal de oro en Madre de Dios deforestó miles de hectáreas según el MINAM."
+
+
+def test_pdf_pages_are_numbered_and_title_comes_from_metadata(tmp_path):
+    path = make_pdf(tmp_path / "report.pdf", ["Alpha page one text.", "Bravo page two text.", "Charlie three."],
+                    title="Coca Monitoring Report")
+    doc = load(path)
+    assert doc.paged
+    assert doc.title == "Coca Monitoring Report"
+    assert [p.number for p in doc.pages] == [1, 2, 3]
+    assert "Bravo" in doc.pages[1].text and "Bravo" not in doc.pages[0].text
+
+
+def test_pdf_without_title_metadata_uses_file_name(tmp_path):
+    doc = load(make_pdf(tmp_path / "informe_vraem_2023.pdf", ["Texto de prueba sobre el VRAEM y la coca."]))
+    assert doc.title == "informe vraem 2023"
+    assert doc.language == "es"
+
+
+def test_pdf_with_empty_user_password_opens(tmp_path):
+    doc = load(make_pdf(tmp_path / "open.pdf", ["Readable encrypted text."], user_password=""))
+    assert "Readable encrypted text" in doc.pages[0].text
+
+
+def test_pdf_with_password_needs_it(tmp_path):
+    path = make_pdf(tmp_path / "locked.pdf", ["Secret content about Callao."], user_password="s3cret")
+    with pytest.raises(EncryptedPDFError, match="password required"):
+        load(path)
+    with pytest.raises(EncryptedPDFError, match="wrong password"):
+        load(path, password="nope")
+    assert "Secret content" in load(path, password="s3cret").pages[0].text
+
+
+def test_image_only_pdf_gives_a_reason(tmp_path):
+    with pytest.raises(ExtractionError, match="no extractable text: scanned images"):
+        load(make_image_pdf(tmp_path / "scan.pdf"))
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "latin-1", "cp1252"])
+def test_text_encodings(tmp_path, encoding):
+    path = tmp_path / "nota.txt"
+    data = SPANISH.encode(encoding)
+    if encoding == "utf-16-le":
+        data = codecs.BOM_UTF16_LE + data
+    path.write_bytes(data)
+    doc = load(path)
+    assert doc.pages[0].text == SPANISH
+    assert doc.language == "es"
+    assert not doc.paged
+
+
+def test_binary_named_txt_is_refused(tmp_path):
+    path = tmp_path / "data.txt"
+    path.write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(ExtractionError, match="binary"):
+        load(path)
+
+
+def test_markdown_headings_become_sections(tmp_path):
+    path = tmp_path / "notes.md"
+    path.write_text("# Extortion in Trujillo\n\nIntro text here.\n\n## Bus drivers\n\nDrivers pay **daily** fees "
+                    "to [gangs](http://x).\n\n## Construction\n\nUnions were infiltrated.\n", encoding="utf-8")
+    doc = load(path)
+    page = doc.pages[0]
+    assert doc.title == "Extortion in Trujillo"
+    assert [h for _, h in page.sections] == ["Extortion in Trujillo", "Bus drivers", "Construction"]
+    for offset, heading in page.sections:
+        assert page.text[offset : offset + len(heading)] == heading
+    assert "Drivers pay daily fees to gangs." in page.text
+    assert "**" not in page.text and "http://x" not in page.text
+    assert doc.language == "en"
+
+
+def test_html_visible_text_only(tmp_path):
+    path = tmp_path / "page.html"
+    path.write_text(
+        "<html><head><title>Puerto del Callao</title><style>p{color:red}</style></head><body>"
+        "<script>alert('x')</script><h1>Contenedores</h1><p>La cocaína sale &amp; llega en contenedores.</p>"
+        "<noscript>enable js</noscript><ul><li>uno</li><li>dos</li></ul></body></html>", encoding="utf-8")
+    doc = load(path)
+    text = doc.pages[0].text
+    assert doc.title == "Puerto del Callao"
+    assert "alert" not in text and "color:red" not in text and "enable js" not in text
+    assert "La cocaína sale & llega en contenedores." in text
+    assert [h for _, h in doc.pages[0].sections] == ["Contenedores"]
+
+
+def test_docx_headings_and_title(tmp_path):
+    path = make_docx(tmp_path / "brief.docx", "Brief on Pataz",
+                     [("heading", "Gold and violence"), ("para", "Illegal miners attacked a tunnel in Pataz.")])
+    doc = load(path)
+    assert doc.title == "Brief on Pataz"
+    assert "Illegal miners attacked a tunnel in Pataz." in doc.pages[0].text
+    assert [h for _, h in doc.pages[0].sections] == ["Gold and violence"]
+
+
+def test_docx_that_is_not_a_zip(tmp_path):
+    path = tmp_path / "fake.docx"
+    path.write_text("this is not a word document")
+    with pytest.raises(ExtractionError, match="not a valid .docx"):
+        load(path)
+
+
+def test_unsupported_type_is_a_clear_error(tmp_path):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"\xff\xd8\xff")
+    with pytest.raises(UnsupportedFileType, match="unsupported file type '.jpg'"):
+        load(path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.txt"
+    path.write_bytes(b"")
+    with pytest.raises(ExtractionError, match="empty file"):
+        load(path)

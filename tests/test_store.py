@@ -1,0 +1,193 @@
+"""Index lifecycle: add, re-add, modify, remove, reopen, model mismatch, damage recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+from helpers import CountingEmbedder, make_pdf
+
+from peru_qa import KnowledgeBase, ModelMismatchError
+from peru_qa.errors import EmptyQueryError
+
+EN = "Coca cultivation in the VRAEM expanded while eradication teams focused on the Huallaga valley."
+ES = "Los transportistas de Lima pagan cupos diarios a bandas de extorsionadores que amenazan a los choferes."
+FILLER = [
+    "The museum opened a new exhibition of colonial paintings in Cusco last spring.",
+    "El festival de cine de Lima presentó películas de jóvenes directores peruanos.",
+    "Potato varieties from the Andes are stored in a national seed bank.",
+]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "coca.md").write_text(f"# Coca report\n\n{EN}\n", encoding="utf-8")
+    (folder / "extorsion.txt").write_text(ES, encoding="utf-8")
+    for i, text in enumerate(FILLER):
+        (folder / f"filler{i}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_add_reports_each_file_and_search_finds_it(kb, corpus):
+    report = kb.add([corpus])
+    assert report.ok and report.count("added") == 5
+    hits = kb.retrieve("coca eradication in the VRAEM", k=3)
+    assert hits[0].title == "Coca report" and "VRAEM" in hits[0].text
+    stats = kb.stats()
+    assert stats["documents"] == 5 and stats["model"] == "all-MiniLM-L6-v2" and stats["dimension"] == 384
+
+
+def test_readd_unchanged_embeds_nothing_and_modify_replaces(tmp_path, embedder, corpus):
+    counting = CountingEmbedder(embedder)
+    kb = KnowledgeBase(tmp_path / "idx", embedder=counting)
+    kb.add([corpus])
+    first = counting.passages
+    assert first >= 5
+    report = kb.add([corpus])
+    assert report.count("unchanged") == 5 and counting.passages == first
+    # Touch without changing content: hashed, still no embedding.
+    os.utime(corpus / "coca.md", (time.time() + 5, time.time() + 5))
+    assert kb.add([corpus / "coca.md"]).results[0].status == "unchanged"
+    assert counting.passages == first
+    # Change content: replaced, old text gone from both retrievers.
+    (corpus / "coca.md").write_text("# Coca report\n\nGold dredges operate on the Madre de Dios river.\n")
+    result = kb.add([corpus / "coca.md"]).results[0]
+    assert result.status == "replaced"
+    assert counting.passages == first + result.chunks
+    for mode in ("dense", "keyword"):
+        texts = [h.text for h in kb.retrieve("VRAEM eradication Huallaga", k=5, mode=mode)]
+        assert not any("Huallaga" in t for t in texts)
+    assert "Madre de Dios" in kb.retrieve("gold dredges river", k=1)[0].text
+    assert kb.stats()["documents"] == 5
+
+
+def test_same_content_under_two_names_is_unchanged(kb, tmp_path):
+    a = tmp_path / "a.txt"
+    a.write_text(EN)
+    b = tmp_path / "b.txt"
+    b.write_text(EN)
+    report = kb.add([a, b])
+    assert [r.status for r in report.results] == ["added", "unchanged"]
+    assert "same content as 'a.txt'" in report.results[1].reason
+    assert kb.stats()["documents"] == 1
+
+
+def test_remove_takes_document_out_of_dense_and_keyword(kb, corpus):
+    kb.add([corpus])
+    doc = kb.find_document("extorsion.txt")
+    kb.remove(doc.id)
+    for mode in ("dense", "keyword", "hybrid"):
+        assert all(h.doc_id != doc.id for h in kb.retrieve("cupos extorsionadores choferes", k=5, mode=mode))
+    assert kb.stats()["documents"] == 4
+
+
+def test_reopen_gives_same_results(tmp_path, embedder, corpus):
+    path = tmp_path / "idx"
+    with KnowledgeBase(path) as kb:
+        kb.add([corpus])
+        before = [(h.chunk_id, round(h.score, 5)) for h in kb.retrieve("extortion of bus drivers", k=5)]
+    with KnowledgeBase(path) as kb:
+        after = [(h.chunk_id, round(h.score, 5)) for h in kb.retrieve("extortion of bus drivers", k=5)]
+    assert before == after
+
+
+def test_index_folder_is_inspectable_without_pickle(kb, corpus):
+    kb.add([corpus])
+    manifest = json.loads((kb.path / "manifest.json").read_text())
+    assert manifest["model"] == "all-MiniLM-L6-v2" and manifest["dimension"] == 384
+    assert manifest["documents"] == 5 and manifest["chunks"] == kb.stats()["chunks"]
+    assert manifest["schema_version"] == 1
+    files = [p for p in kb.path.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in (".pkl", ".pickle")]
+    for npy in (p for p in files if p.suffix == ".npy"):
+        np.load(npy, allow_pickle=False)  # raises if any array needed pickle
+
+
+def test_model_mismatch_is_a_clear_error(tmp_path, corpus):
+    path = tmp_path / "idx"
+    with KnowledgeBase(path) as kb:
+        kb.add([corpus / "coca.md"])
+    with pytest.raises(ModelMismatchError, match="peru-qa rebuild"):
+        KnowledgeBase(path, model="intfloat/multilingual-e5-small")
+
+
+def test_failed_write_leaves_last_good_state(kb, corpus, monkeypatch):
+    kb.add([corpus / "coca.md"])
+    before = kb.stats()
+    (corpus / "new.txt").write_text("Prisons in Peru serve as command centres for extortion calls.")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(kb.store, "write_document", boom)
+    report = kb.add([corpus / "new.txt"])
+    assert not report.ok and "disk on fire" in report.results[0].reason
+    monkeypatch.undo()
+    after = kb.stats()
+    assert (after["documents"], after["chunks"], after["generation"]) == (
+        before["documents"], before["chunks"], before["generation"])
+    assert kb.check().ok
+
+
+def test_lost_faiss_file_is_rebuilt_from_the_database(tmp_path, corpus):
+    path = tmp_path / "idx"
+    with KnowledgeBase(path) as kb:
+        kb.add([corpus])
+        before = [h.chunk_id for h in kb.retrieve("museum paintings", k=3)]
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / manifest["derived"] / "vectors.faiss").unlink()
+    with KnowledgeBase(path) as kb:
+        report = kb.check()
+        assert report.ok and report.repaired
+        assert [h.chunk_id for h in kb.retrieve("museum paintings", k=3)] == before
+        assert kb.check().ok and not kb.check().repaired
+
+
+def test_empty_query_is_an_error(kb):
+    with pytest.raises(EmptyQueryError):
+        kb.retrieve("   ")
+
+
+def test_filters_by_language_and_document(kb, corpus):
+    kb.add([corpus])
+    es = kb.retrieve("coca extortion", k=10, filters={"language": "es"})
+    assert es and all(h.language == "es" for h in es)
+    doc = kb.find_document("coca.md")
+    only = kb.retrieve("anything about festivals", k=10, filters={"doc_id": doc.id})
+    assert only and all(h.doc_id == doc.id for h in only)
+
+
+def test_pdf_passages_carry_page_numbers(kb, tmp_path):
+    pdf = make_pdf(tmp_path / "r.pdf", ["Intro page about many things.",
+                                         "The port of Paita ships frozen fish and, police say, cocaine."],
+                   title="Ports")
+    kb.add([pdf])
+    hit = kb.retrieve("Paita cocaine shipments", k=1)[0]
+    assert hit.page == 2 and hit.title == "Ports"
+    assert kb.page_text(hit.doc_id, hit.page)[hit.start : hit.end] == hit.text
+
+
+def test_rebuild_with_another_model_reembeds_from_stored_text(tmp_path, corpus, embedder, monkeypatch):
+    """Re-embedding needs no original files: chunks are re-cut from stored page text."""
+    path = tmp_path / "idx"
+    with KnowledgeBase(path) as kb:
+        kb.add([corpus])
+    for f in corpus.iterdir():
+        f.unlink()
+    import peru_qa.kb as kbmod
+
+    renamed = CountingEmbedder(embedder)
+    renamed.name = "other-model"
+    monkeypatch.setattr(kbmod, "get_embedder", lambda name: renamed)
+    with KnowledgeBase(path) as kb:
+        result = kb.rebuild(model="other-model")
+        assert result["model"] == "other-model" and result["re_embedded"] >= 5
+        assert kb.retrieve("bus drivers extortion fees", k=1)[0].language == "es"
+        assert kb.check().ok
+    with pytest.raises(ModelMismatchError):
+        KnowledgeBase(path, model="all-MiniLM-L6-v2")
