@@ -23,6 +23,13 @@ def _open(args: argparse.Namespace, create: bool = True) -> KnowledgeBase:
     return KnowledgeBase(args.index, model=args.model, create=create)
 
 
+def _write_line(line: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stdout)
+    sys.stdout.flush()
+
+
 def _print_json(value) -> None:
     json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
     sys.stdout.write("\n")
@@ -31,13 +38,13 @@ def _print_json(value) -> None:
 def cmd_add(args: argparse.Namespace) -> int:
     index = args.index
     kb = KnowledgeBase(index, model=args.model) if index else KnowledgeBase(model=args.model)
+    # Each file's line is printed as soon as its outcome is final (flushed: a killed run shows what landed).
+    show = None if args.json else (lambda result: _write_line(result.line()))
     with kb:
-        report = kb.add(args.paths, password=args.password, progress=_bar())
+        report = kb.add(args.paths, password=args.password, progress=_bar(), on_result=show)
     if args.json:
         _print_json([r.__dict__ for r in report.results])
     else:
-        for result in report.results:
-            print(result.line())
         print(f"{report.summary()} — index {kb.path}", file=sys.stderr)
     return 0 if report.ok else 1
 
@@ -119,6 +126,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    result = evaluate(args.dataset, split=args.split, mode=args.mode, model=args.model, index=args.index,
+                      cache_dir=args.cache)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print("\n".join(result.lines()))
+    return 0
+
+
 Command = Callable[[argparse.Namespace], int]
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
@@ -167,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-repair", action="store_true", help="only report")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("eval", parents=[common],
+                       help="retrieval quality on a BEIR folder or gold .jsonl questions (nDCG@10, recall, MRR)")
+    p.add_argument("dataset", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or gold .jsonl file/folder")
+    p.add_argument("--split", default="test", help="qrels split; test_en also picks corpus_en/queries_en files")
+    p.add_argument("--mode", choices=MODES, default="hybrid")
+    p.add_argument("--cache", help="folder for cached BEIR indexes (default: PERU_QA_CACHE or ~/.cache/peru-qa)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
 
     for register in EXTRA_COMMANDS:
         register(sub, common)

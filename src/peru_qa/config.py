@@ -49,4 +49,4 @@ def env_float(name: str, default: float) -> float:
 
 def max_text_bytes() -> int:
     """Documents whose text exceeds this are refused rather than tying up the embedder for hours."""
-    return int(env_float("PERU_QA_MAX_TEXT_MB", 20.0) * 1024 * 1024)
+    return int(env_float("PERU_QA_MAX_TEXT_MB", 20.0) * 1_000_000)

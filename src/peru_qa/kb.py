@@ -194,16 +194,19 @@ class KnowledgeBase:
 
     # --- adding -----------------------------------------------------------------------------------
     def add(self, paths: Iterable[str | Path] | str | Path, *, password: str | None = None,
-            progress: ProgressFn | None = None, exclude: Iterable[str] = ()) -> AddReport:
+            progress: ProgressFn | None = None, exclude: Iterable[str] = (),
+            on_result: Callable[[FileResult], None] | None = None) -> AddReport:
         """Index files and folders. Unchanged content is skipped by hash; changed files replace their old
-        version. A file that fails leaves the index as it was; the batch goes on."""
+        version. A file that fails leaves the index as it was; the batch goes on.
+
+        `on_result` hears each file's outcome as soon as it is final (after its commit, for added files)."""
         if isinstance(paths, (str, Path)):
             paths = [paths]
         files = iter_files(paths, exclude)
         return self._ingest(
             ((str(path), lambda path=path, explicit=explicit: self._prepare_file(path, explicit, password))
              for path, explicit in files),
-            len(files), progress)
+            len(files), progress, on_result)
 
     def add_texts(self, items: Iterable[TextDocument], progress: ProgressFn | None = None) -> AddReport:
         """Index texts that are not files (notes, records of a dataset), keyed by `source`."""
@@ -212,25 +215,29 @@ class KnowledgeBase:
                             len(items), progress)
 
     def _ingest(self, jobs: Iterable[tuple[str, Callable[[], FileResult | _Pending]]], total: int,
-                progress: ProgressFn | None) -> AddReport:
+                progress: ProgressFn | None, on_result: Callable[[FileResult], None] | None = None) -> AddReport:
         """Prepare documents, embed them in shared batches, then commit each one on its own."""
         results: list[FileResult | None] = []
         pending: list[tuple[int, _Pending]] = []
         wrote = False
 
-        def flush() -> None:
+        def settle(slot: int, result: FileResult) -> None:
             nonlocal wrote
+            results[slot] = result
+            wrote |= result.status in ("added", "replaced", "moved")
+            if on_result:
+                on_result(result)
+
+        def flush() -> None:
             if not pending:
                 return
             texts = [self._embedding_text(p.doc.title, c.section, c.text) for _, p in pending for c in p.chunks]
             vectors = self.embedder.encode(texts)
             offset = 0
             for slot, item in pending:
-                n = len(item.chunks)
-                part = vectors[offset : offset + n]
-                results[slot] = self._guarded(item.shown, lambda item=item, part=part: self._commit(item, part))
-                offset += n
-                wrote |= results[slot].status in ("added", "replaced")
+                part = vectors[offset : offset + len(item.chunks)]
+                offset += len(item.chunks)
+                settle(slot, self._guarded(item.shown, lambda item=item, part=part: self._commit(item, part)))
             pending.clear()
 
         try:
@@ -238,17 +245,19 @@ class KnowledgeBase:
                 if progress:
                     progress(done, total, Path(name).name)
                 outcome = self._guarded(name, prepare)
-                results.append(outcome if isinstance(outcome, FileResult) else None)
-                wrote |= isinstance(outcome, FileResult) and outcome.status == "moved"
-                if isinstance(outcome, _Pending):
-                    twin = next((p for _, p in pending if p.doc.content_hash == outcome.doc.content_hash), None)
-                    if twin is not None:
-                        results[-1] = FileResult(outcome.shown, "unchanged",
-                                                 f"same content as {Path(twin.source).name!r}", title=twin.doc.title)
-                        continue
-                    pending.append((len(results) - 1, outcome))
-                    if sum(len(p.chunks) for _, p in pending) >= EMBED_BATCH_CHUNKS:
-                        flush()
+                results.append(None)
+                if isinstance(outcome, FileResult):
+                    settle(len(results) - 1, outcome)
+                    continue
+                twin = next((p for _, p in pending if p.doc.content_hash == outcome.doc.content_hash), None)
+                if twin is not None:
+                    settle(len(results) - 1, FileResult(outcome.shown, "unchanged",
+                                                        f"same content as {Path(twin.source).name!r}",
+                                                        title=twin.doc.title))
+                    continue
+                pending.append((len(results) - 1, outcome))
+                if sum(len(p.chunks) for _, p in pending) >= EMBED_BATCH_CHUNKS:
+                    flush()
             flush()
         finally:
             if wrote:
