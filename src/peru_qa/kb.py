@@ -89,21 +89,17 @@ class CheckReport:
 def iter_files(paths: Iterable[str | Path], exclude: Iterable[str] = ()) -> list[tuple[Path, bool]]:
     """Expand folders (recursively, sorted, hidden entries skipped) into (file, given explicitly)."""
     excluded = set(exclude)
-    out: list[tuple[Path, bool]] = []
-    seen: set[Path] = set()
+    out: dict[Path, tuple[Path, bool]] = {}
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
             for child in sorted(path.rglob("*")):
                 rel = child.relative_to(path).parts
                 if child.is_file() and not any(p.startswith(".") for p in rel) and child.name not in excluded:
-                    if child.resolve() not in seen:
-                        seen.add(child.resolve())
-                        out.append((child, False))
-        elif path.resolve() not in seen:
-            seen.add(path.resolve())
-            out.append((path, True))
-    return out
+                    out.setdefault(child.resolve(), (child, False))
+        else:
+            out[path.resolve()] = (path, True)  # named explicitly: an unsupported type is an error, not a skip
+    return list(out.values())
 
 
 @dataclass
@@ -496,6 +492,12 @@ class KnowledgeBase:
         else:
             embed = None
         return search(query.strip(), k, mode, derived, self.store, embed, allowed, self.fusion)
+
+    def ask(self, question: str, history=None, **kw):
+        """A cited answer from the documents (see `peru_qa.answer.ask`)."""
+        from .answer import ask
+
+        return ask(self, question, history, **kw)
 
     # --- maintenance ------------------------------------------------------------------------------
     def sync_folder(self, folder: str | Path, progress: ProgressFn | None = None,
