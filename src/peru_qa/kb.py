@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .chunking import PREFIX_TOKENS, Chunk, chunk_document
-from .config import DEFAULT_MODEL, SUPPORTED_SUFFIXES, configured_model, default_index_path
+from .config import DEFAULT_MODEL, SUPPORTED_SUFFIXES, configured_model, default_index_path, env_float
 from .embeddings import Embedder, canonical_model_name, get_embedder
 from .errors import (
     DocumentNotFound,
@@ -125,8 +125,9 @@ class _Pending:
     chunks: list[Chunk]
 
 
-#: Chunks embedded together across small files (one model call is much faster than many).
-EMBED_BATCH_CHUNKS = 256
+def _embed_batch_chunks() -> int:
+    """Chunks embedded together across small files (one model call is much faster than many)."""
+    return max(1, int(env_float("PERU_QA_EMBED_BATCH", 256)))
 
 
 def _doc_id(source: str) -> str:
@@ -252,7 +253,7 @@ class KnowledgeBase:
                                                         title=twin.doc.title))
                     continue
                 pending.append((len(results) - 1, outcome))
-                if sum(len(p.chunks) for _, p in pending) >= EMBED_BATCH_CHUNKS:
+                if sum(len(p.chunks) for _, p in pending) >= _embed_batch_chunks():
                     flush()
             flush()
         finally:
