@@ -191,3 +191,25 @@ def test_rebuild_with_another_model_reembeds_from_stored_text(tmp_path, corpus, 
         assert kb.check().ok
     with pytest.raises(ModelMismatchError):
         KnowledgeBase(path, model="all-MiniLM-L6-v2")
+
+
+def test_damaged_search_files_recovered_by_cli_without_originals(tmp_path, corpus, capsys):
+    from peru_qa.cli import main
+
+    path = tmp_path / "idx"
+    with KnowledgeBase(path) as kb:
+        kb.add([corpus])
+        before = [h.chunk_id for h in kb.retrieve("bus drivers pay fees", k=3)]
+    for f in corpus.iterdir():
+        f.unlink()  # the originals are gone: recovery uses only what the index stored
+    derived = path / json.loads((path / "manifest.json").read_text())["derived"]
+    (derived / "vectors.faiss").write_bytes(b"\x00garbage" * 100)
+    assert main(["check", "--index", str(path), "--no-repair"]) == 1
+    assert "problem: vector or keyword index files are missing, damaged or stale" in capsys.readouterr().out
+    assert main(["rebuild", "--index", str(path)]) == 0
+    assert main(["check", "--index", str(path), "--no-repair"]) == 0
+    (path / "manifest.json").unlink()
+    assert main(["check", "--index", str(path)]) == 0
+    assert "repaired: manifest.json is missing" in capsys.readouterr().out
+    with KnowledgeBase(path) as kb:
+        assert [h.chunk_id for h in kb.retrieve("bus drivers pay fees", k=3)] == before
