@@ -59,6 +59,9 @@ def test_failed_file_gives_nonzero_exit_and_one_line(tmp_path, docs, capsys, emb
 
 
 def test_errors_are_one_line_without_traceback(tmp_path):
+    from peru_qa import KnowledgeBase
+
+    KnowledgeBase(tmp_path / "i").close()
     run = subprocess.run([sys.executable, "-m", "peru_qa.cli", "search", "  ", "--index", str(tmp_path / "i")],
                          capture_output=True, text=True)
     assert run.returncode == 2
@@ -66,3 +69,6 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     run = subprocess.run([sys.executable, "-m", "peru_qa.cli", "list", "--index", str(tmp_path / "missing")],
                          capture_output=True, text=True)
     assert run.returncode == 2 and "Traceback" not in run.stderr and "no index at" in run.stderr
+    run = subprocess.run([sys.executable, "-m", "peru_qa.cli", "search", "coca", "--index", str(tmp_path / "nope")],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "no index at" in run.stderr and not (tmp_path / "nope").exists()

@@ -256,9 +256,20 @@ class KnowledgeBase:
                 if sum(len(p.chunks) for _, p in pending) >= _embed_batch_chunks():
                     flush()
             flush()
-        finally:
+        except BaseException:
+            # Interrupted (lock timeout, Ctrl+C): what was committed stays; publish it only if nobody is writing,
+            # otherwise the next reader or writer does (derived files are rebuilt from SQLite when stale).
+            if wrote and self.store.try_lock():
+                try:
+                    with self._derived_lock:
+                        self._publish_locked()
+                finally:
+                    self.store.unlock()
+            raise
+        else:
             if wrote:
                 self._publish()
+        finally:
             if progress:
                 progress(total, total, "done")
         return AddReport([r for r in results if r is not None])
