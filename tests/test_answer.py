@@ -1,0 +1,120 @@
+"""Answer composition: markers ↔ sources, verbatim quotes, abstention in both languages, follow-ups."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from peru_qa.answer import Answer, SentenceCache, ask, history_questions, is_follow_up, rewrite_query
+
+MARKER = re.compile(r"\[(\d+)\]")
+
+
+def _sentences(answer: Answer) -> list[tuple[str, int]]:
+    return [(s.strip(), int(n)) for s, n in re.findall(r"(.+?) \[(\d+)\](?: |$)", answer.text)]
+
+
+def _check_cited(kb, answer: Answer) -> None:
+    assert not answer.abstained
+    numbers = {int(n) for n in MARKER.findall(answer.text)}
+    assert numbers, answer.text
+    assert numbers == set(range(1, len(answer.citations) + 1)), "every [n] maps to a listed source and back"
+    pairs = _sentences(answer)
+    assert pairs and MARKER.sub("", answer.text).strip()
+    for sentence, n in pairs:
+        passage = answer.citations[n - 1]
+        assert sentence in kb.page_text(passage.doc_id, passage.page), "quotes are verbatim from the page"
+        assert sentence in passage.text
+
+
+@pytest.mark.parametrize("question, needle", [
+    ("Who controls drug trafficking in the VRAEM?", "Quispe Palomino"),
+    ("¿Quién controla el narcotráfico en el VRAEM?", "Quispe Palomino"),
+    ("What did Operation Mercurio do?", "La Pampa"),
+    ("¿Cómo afecta la extorsión a los choferes de buses en Lima?", "choferes"),
+])
+def test_extractive_answer_cites_verbatim(qa_kb, question, needle):
+    answer = qa_kb.ask(question)
+    _check_cited(qa_kb, answer)
+    assert needle in answer.text
+    assert answer.language == ("es" if question.startswith("¿") else "en")
+    assert answer.mode == "extractive" and not answer.flagged
+
+
+def test_answer_is_short_and_not_redundant(qa_kb):
+    answer = ask(qa_kb, "Who controls drug trafficking in the VRAEM?", cache=SentenceCache())
+    sentences = [s for s, _ in _sentences(answer)]
+    assert 1 <= len(sentences) <= 3
+    assert len(set(sentences)) == len(sentences)
+
+
+@pytest.mark.parametrize("question, language, phrase", [
+    ("What is the capital of Australia?", "en", "do not answer"),
+    ("Who won the 2018 World Cup?", "en", "do not answer"),
+    ("¿Cuál es la capital de Australia?", "es", "no responden"),
+    ("¿Quién ganó el Mundial de 2018?", "es", "no responden"),
+])
+def test_abstains_in_the_question_language(qa_kb, question, language, phrase):
+    answer = qa_kb.ask(question)
+    assert answer.abstained
+    assert answer.language == language
+    assert phrase in answer.text
+    assert not MARKER.search(answer.text)
+    assert answer.citations, "the closest passages are shown instead"
+
+
+def test_follow_up_detection_and_rewriting():
+    assert is_follow_up("and who finances them?")
+    assert is_follow_up("¿y quién los financia?")
+    assert is_follow_up("What about Trujillo?")
+    assert not is_follow_up("Who controls drug trafficking in the VRAEM?")
+    assert not is_follow_up("¿Qué es la Operación Mercurio en Madre de Dios?")
+    history = [{"role": "user", "content": "Who controls drug trafficking in the VRAEM?"},
+               {"role": "assistant", "content": "The MPCP [1]"}]
+    assert history_questions(history) == ["Who controls drug trafficking in the VRAEM?"]
+    assert history_questions([("q1", "a1"), "q2"]) == ["q1", "q2"]
+    rewritten = rewrite_query("and who finances them?", history)
+    assert "VRAEM" in rewritten and "finances" in rewritten
+    assert rewrite_query("What is the REINFO registry?", history) == "What is the REINFO registry?"
+    # a chain of follow-ups keeps the topic of the last standalone question
+    chain = ["Who controls drug trafficking in the VRAEM?", "and who finances them?"]
+    assert rewrite_query("and where?", chain).startswith("Who controls drug trafficking in the VRAEM?")
+
+
+@pytest.mark.parametrize("first, follow_up, needle", [
+    ("Who controls drug trafficking in the VRAEM?", "and who finances them?", "protection fees"),
+    ("¿Quién controla el narcotráfico en el VRAEM?", "¿y quién los financia?", "cupos"),
+])
+def test_follow_up_is_answered_in_context(qa_kb, first, follow_up, needle):
+    alone = qa_kb.ask(follow_up)
+    answer = qa_kb.ask(follow_up, [first])
+    assert answer.query != follow_up and "VRAEM" in answer.query
+    _check_cited(qa_kb, answer)
+    assert needle in answer.text
+    assert alone.query == follow_up.strip()
+
+
+def test_empty_index_says_so(tmp_path, embedder):
+    from peru_qa import KnowledgeBase
+
+    with KnowledgeBase(tmp_path / "empty", embedder=embedder) as kb:
+        answer = kb.ask("¿Qué es el VRAEM?")
+    assert answer.abstained and answer.language == "es" and not answer.citations
+
+
+def test_to_dict_is_json(qa_kb):
+    data = qa_kb.ask("What did Operation Mercurio do?").to_dict()
+    text = json.dumps(data, ensure_ascii=False)
+    assert data["citations"][0]["n"] == 1 and "La Pampa" in text
+
+
+def test_answerability_set_is_well_formed():
+    rows = [json.loads(line) for line in
+            (Path(__file__).parent / "data" / "answerability.jsonl").read_text(encoding="utf-8").splitlines()]
+    for answerable in (True, False):
+        assert sum(r["answerable"] is answerable for r in rows) >= 30
+        for language in ("en", "es"):
+            assert any(r["answerable"] is answerable and r["language"] == language for r in rows)

@@ -1,0 +1,124 @@
+"""The running web app through its API (gradio_client): cited answers, uploads answered at once."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+gradio_client = pytest.importorskip("gradio_client")
+
+
+@pytest.fixture(scope="module")
+def client(chat_app):
+    return gradio_client.Client(chat_app, verbose=False)
+
+
+def _last_answer(chat: list) -> str:
+    content = chat[-1]["content"]
+    if isinstance(content, list):
+        content = " ".join(part.get("text", "") for part in content)
+    return re.sub(r"\\(.)", r"\1", content)  # the chat shows Markdown-escaped text
+
+
+def make_pdf(path: Path, lines: list[str]) -> Path:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    for i, text in enumerate(lines):
+        if i == 0 or text == "<page>":
+            pdf.add_page()
+            if text == "<page>":
+                continue
+        pdf.multi_cell(0, 8, text, new_x="LMARGIN", new_y="NEXT")
+    pdf.output(str(path))
+    return path
+
+
+def test_chat_answers_with_citations(client):
+    _, chat, sources = client.predict("Who controls drug trafficking in the VRAEM?", [], api_name="/chat")
+    answer = _last_answer(chat)
+    assert "[1]" in answer and "Quispe Palomino" in answer
+    assert "[1]" in sources and "vraem.md" in sources
+
+
+def test_ask_api_returns_json(client):
+    data = client.predict("¿Quién ganó el Mundial de 2018?", api_name="/ask")
+    assert data["abstained"] and data["language"] == "es" and "no responden" in data["text"]
+    data = client.predict("What did Operation Mercurio do?", api_name="/ask")
+    assert not data["abstained"] and data["citations"][0]["source"].endswith("mining.txt")
+
+
+def test_follow_up_in_the_chat(client):
+    _, chat, _ = client.predict("Who controls drug trafficking in the VRAEM?", [], api_name="/chat")
+    _, chat, _ = client.predict("and who finances them?", chat, api_name="/chat")
+    assert "protection fees" in _last_answer(chat)
+
+
+def test_uploaded_pdf_is_answered_at_once(client, tmp_path):
+    pdf = make_pdf(tmp_path / "condor report.pdf", [
+        "The Condor network",
+        "<page>",
+        "The Condor smuggling network hides cocaine inside shipments of frozen mangoes at the port of Paita.",
+        "Its leader, known by the alias Tucan, pays dock workers to open the refrigerated containers.",
+    ])
+    results, docs, _, summary = client.predict([gradio_client.handle_file(str(pdf))], api_name="/add_documents")
+    assert "added: condor report.pdf" in results, results
+    assert "condor report.pdf" in docs
+    data = client.predict("How does the Condor network hide cocaine?", api_name="/ask")
+    assert not data["abstained"], data["text"]
+    assert "frozen mangoes" in data["text"]
+    cited = data["citations"][0]
+    assert cited["source"].endswith("condor report.pdf") and cited["page"] == 2
+    assert Path(cited["source"]).parent.name == "uploads"
+    # the same file again is reported unchanged
+    results, *_ = client.predict([gradio_client.handle_file(str(pdf))], api_name="/add_documents")
+    assert "unchanged: condor report.pdf" in results
+
+
+def test_upload_rejects_bad_types_and_sizes(client, tmp_path, qa_kb, monkeypatch):
+    bad = tmp_path / "tool.exe"
+    bad.write_bytes(b"MZ")
+    with pytest.raises(Exception, match="Invalid file type"):  # Gradio refuses it at the door
+        client.predict([gradio_client.handle_file(str(bad))], api_name="/add_documents")
+    from peru_qa.ui import ChatService
+
+    service = ChatService(qa_kb)  # and so does the app's own check, for callers that bypass Gradio
+    try:
+        assert "not allowed" in service.stage(bad)[1].reason
+        big = tmp_path / "big.txt"
+        big.write_bytes(b"x" * 3 * 1024 * 1024)
+        monkeypatch.setenv("PERU_QA_MAX_UPLOAD_MB", "2")
+        target, failure = service.stage(big)
+        assert target is None and "over the 2 MB limit" in failure.reason
+    finally:
+        service.close()
+
+
+def test_sanitize_filename():
+    from peru_qa.ui import MAX_NAME_CHARS, sanitize_filename
+
+    assert sanitize_filename("../../etc/passwd.txt") == "passwd.txt"
+    assert sanitize_filename("..\\..\\evil.md") == "evil.md"
+    assert sanitize_filename("a\x00b.pdf") == "ab.pdf"
+    assert sanitize_filename(".hidden.txt") == "hidden.txt"
+    assert sanitize_filename("") == "document"
+    long = sanitize_filename("x" * 500 + ".pdf")
+    assert len(long) <= MAX_NAME_CHARS and long.endswith(".pdf")
+    assert "/" not in sanitize_filename("a/b/c<d>.html")
+
+
+def test_html_in_documents_is_escaped():
+    from peru_qa.answer import Answer
+    from peru_qa.retrieval import Passage
+    from peru_qa.ui import answer_markdown, sources_html
+
+    evil = 'Payload <script>window.__pwned=1</script> and <img src=x onerror="window.__pwned=1"> here.'
+    passage = Passage(text=evil, chunk_id=1, doc_id="d", title="<b>T</b>", source="/x/<i>.txt", page=3,
+                      section="", language="en", start=0, end=len(evil), score=1.0)
+    answer = Answer("q", evil + " [1]", [passage], False, "en")
+    rendered = sources_html(answer) + answer_markdown(answer)
+    assert "<script" not in rendered and "<img" not in rendered and "<b>T" not in rendered
+    assert "&lt;script&gt;" in rendered and "p. 3" in rendered
