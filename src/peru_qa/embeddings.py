@@ -64,7 +64,7 @@ class SentenceTransformerEmbedder:
         # slices so that the chat's queries are not stuck behind an upload being indexed.
         order = np.argsort([len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        step = batch_size * 2
+        step = batch_size
         for i in range(0, len(texts), step):
             picked = order[i : i + step]
             with self._lock:

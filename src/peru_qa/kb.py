@@ -261,8 +261,7 @@ class KnowledgeBase:
             # otherwise the next reader or writer does (derived files are rebuilt from SQLite when stale).
             if wrote and self.store.try_lock():
                 try:
-                    with self._derived_lock:
-                        self._publish_locked()
+                    self._publish_locked()
                 finally:
                     self.store.unlock()
             raise
@@ -435,21 +434,27 @@ class KnowledgeBase:
 
     def _publish(self) -> None:
         """Bring the derived files up to SQLite's state and point the manifest at them."""
-        with self._derived_lock, self.store.writer():
+        with self.store.writer():
             self._publish_locked()
 
     def _publish_locked(self) -> None:
+        """(Caller holds the writer lock.) Searches go on with the old indexes until the new ones are swapped in."""
         generation = self.store.generation
+        with self._derived_lock:
+            previous = self._derived
         if self.store.manifest().get("generation") == generation:
-            current = self._derived if self._derived and self._derived.generation == generation else None
+            current = previous if previous is not None and previous.generation == generation else None
             current = current or self.store.load_derived()
             if current is not None:
-                self._derived, self._stamp = current, self.store.manifest_stamp()
+                self._swap(current)
                 return
-        previous = self._derived or self.store.load_derived(current_only=False)
-        derived = self._build(previous)
+        derived = self._build(previous or self.store.load_derived(current_only=False))
         self.store.save_derived(derived, self._info())
-        self._derived, self._stamp = derived, self.store.manifest_stamp()
+        self._swap(derived)
+
+    def _swap(self, derived: Derived) -> None:
+        with self._derived_lock:
+            self._derived, self._stamp = derived, self.store.manifest_stamp()
 
     def _build(self, previous: Derived | None = None) -> Derived:
         dim = int(self.store.meta("dimension") or 0)
@@ -463,22 +468,24 @@ class KnowledgeBase:
     def _current(self) -> Derived:
         """Derived indexes for searching; picks up other processes' writes without a restart."""
         with self._derived_lock:
-            stamp = self.store.manifest_stamp()
-            if self._derived is not None and stamp == self._stamp and \
-                    self._derived.generation == self.store.generation:
-                return self._derived
-            loaded = self.store.load_derived()
-            if loaded is not None:
-                self._derived, self._stamp = loaded, stamp
-                return loaded
-            # Stale or damaged on disk: rebuild from SQLite if nobody is writing, else keep what we have.
-            if self.store.try_lock():
-                try:
-                    self._publish_locked()
-                finally:
-                    self.store.unlock()
-            elif self._derived is None:
+            derived, known = self._derived, self._stamp
+        if derived is not None and self.store.manifest_stamp() == known and \
+                derived.generation == self.store.generation:
+            return derived
+        loaded = self.store.load_derived()
+        if loaded is not None:
+            self._swap(loaded)
+            return loaded
+        # Stale or damaged on disk: rebuild from SQLite if nobody is writing, else keep what we have.
+        if self.store.try_lock():
+            try:
+                self._publish_locked()
+            finally:
+                self.store.unlock()
+        elif derived is None:
+            with self._derived_lock:
                 self._derived = self._build()
+        with self._derived_lock:
             return self._derived
 
     # --- searching ----------------------------------------------------------------------------------
@@ -548,10 +555,10 @@ class KnowledgeBase:
         With a different `model`, chunks are re-cut for its tokenizer and re-embedded."""
         target = canonical_model_name(model) if model else self.model_name
         if target == self.model_name and self.store.meta("model"):
-            with self._derived_lock, self.store.writer():
+            with self.store.writer():
                 derived = self._build()
                 self.store.save_derived(derived, self._info())
-                self._derived, self._stamp = derived, self.store.manifest_stamp()
+                self._swap(derived)
             return {"model": self.model_name, "re_embedded": 0, "chunks": len(derived.vectors)}
         self.model_name, self._embedder = target, None
         docs = self.store.documents()
@@ -564,19 +571,20 @@ class KnowledgeBase:
                                  record.content_hash, record.paged)
             chunks = chunk_document(doc, self.embedder)
             prepared.append((record, pages, chunks, self._embed_chunks(record.title, chunks)))
-        with self._derived_lock, self.store.writer():
+        # One transaction: a crash leaves the index wholly on the old model or wholly on the new one.
+        with self.store.writer():
             with self.store.transaction():
                 self.store.set_meta("model", target)
                 self.store.set_meta("dimension", str(self.embedder.dim))
-            for record, pages, chunks, vectors in prepared:
-                rows = [ChunkRow(c.page, c.section, c.start, c.end, c.text,
-                                 keyword_tokens(f"{record.title}\n{c.section}\n{c.text}", record.language))
-                        for c in chunks]
-                record.n_chunks = len(chunks)
-                self.store.write_document(record, _page_rows(pages), rows, vectors, replace_ids=(record.id,))
+                for record, pages, chunks, vectors in prepared:
+                    rows = [ChunkRow(c.page, c.section, c.start, c.end, c.text,
+                                     keyword_tokens(f"{record.title}\n{c.section}\n{c.text}", record.language))
+                            for c in chunks]
+                    record.n_chunks = len(chunks)
+                    self.store.write_document(record, _page_rows(pages), rows, vectors, replace_ids=(record.id,))
             derived = self.store.build_derived(self.embedder.dim)
             self.store.save_derived(derived, self._info())
-            self._derived, self._stamp = derived, self.store.manifest_stamp()
+            self._swap(derived)
         if progress:
             progress(len(docs), len(docs), "done")
         return {"model": target, "re_embedded": sum(len(p[2]) for p in prepared), "chunks": len(derived.vectors)}

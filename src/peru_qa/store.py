@@ -144,6 +144,7 @@ class Store:
                                   isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self._lock = FileLock(str(self.path / ".lock"))
+        self._depth = 0
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
@@ -176,14 +177,23 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
+        """All or nothing; nested calls become savepoints of the outer transaction."""
+        depth = self._depth
+        self._depth += 1
+        begin, commit, rollback = (("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK") if depth == 0 else
+                                   (f"SAVEPOINT s{depth}", f"RELEASE s{depth}", f"ROLLBACK TO s{depth}"))
+        self.db.execute(begin)
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute(rollback)
+            if depth:
+                self.db.execute(f"RELEASE s{depth}")
             raise
         else:
-            self.db.execute("COMMIT")
+            self.db.execute(commit)
+        finally:
+            self._depth -= 1
 
     # --- meta ---------------------------------------------------------------------------------
     def meta(self, key: str, default: str | None = None) -> str | None:
@@ -398,7 +408,7 @@ class Store:
         generation = self.generation
         db_ids = self.chunk_ids()
         if previous is not None and previous.vectors.dim == dim:
-            vectors = previous.vectors
+            vectors = previous.vectors.copy()  # searches may still be using the previous one
             have = vectors.ids()
             vectors.remove(np.setdiff1d(have, db_ids, assume_unique=True))
             missing = np.setdiff1d(db_ids, have, assume_unique=True)

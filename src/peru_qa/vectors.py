@@ -20,6 +20,9 @@ class VectorIndex:
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
+    def copy(self) -> VectorIndex:
+        return VectorIndex(self.dim, faiss.clone_index(self.index))
+
     def ids(self) -> np.ndarray:
         return faiss.vector_to_array(self.index.id_map).astype(np.int64)
 
