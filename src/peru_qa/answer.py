@@ -32,8 +32,8 @@ CLOSEST_K = 3
 #: Weight of embedding similarity vs. keyword coverage in a sentence's score, and the support (best
 #: sentence score) below which the answer abstains. Both calibrated by benchmarks/calibrate_abstention.py
 #: on tests/data/answerability.jsonl (run it to see the accuracy).
-DENSE_WEIGHT = 0.6
-ABSTAIN_THRESHOLD = 0.52
+DENSE_WEIGHT = 0.5
+ABSTAIN_THRESHOLD = 0.49
 #: Sentences whose embeddings are closer than this to an already chosen one are redundant.
 REDUNDANCY = 0.85
 
@@ -216,7 +216,9 @@ def _passage_sentences(kb: KnowledgeBase, passage: Passage, cache: SentenceCache
         if in_sources or not _quotable(text):
             continue
         spans.append((span.start, span.end, text))
-    vectors = kb.embedder.encode([s[2] for s in spans]) if spans else np.zeros((0, 1), np.float32)
+    # Embedded with the document title, as chunks are: a list item ("- 2023: 92,784 hectares") means little alone.
+    vectors = (kb.embedder.encode([f"{passage.title}: {s[2]}" for s in spans]) if spans
+               else np.zeros((0, 1), np.float32))
     value = (spans, vectors)
     if cache is not None:
         cache.put(key, value)

@@ -88,7 +88,8 @@ def _md_escape(text: str) -> str:
 
 
 def _where(passage: Passage) -> str:
-    return f"p. {passage.page}" if passage.page else "no pages"
+    """' · p. 4' for paged documents; nothing for formats without pages (the section and file still show)."""
+    return f" · p. {passage.page}" if passage.page else ""
 
 
 def sources_html(answer: Answer | None) -> str:
@@ -103,7 +104,7 @@ def sources_html(answer: Answer | None) -> str:
         label = "" if answer.abstained else f"[{n}] "
         body = _highlight(passage.text, quoted.get(n, []))
         parts.append(
-            f"<details><summary><b>{label}{html.escape(passage.title)}</b> · {html.escape(_where(passage))}"
+            f"<details><summary><b>{label}{html.escape(passage.title)}</b>{html.escape(_where(passage))}"
             f"{' · ' + html.escape(passage.section) if passage.section and passage.section != passage.title else ''}"
             f" <span class='pqa-file'>· {html.escape(Path(passage.source).name)}</span></summary>"
             f"<blockquote>{body}</blockquote></details>")
