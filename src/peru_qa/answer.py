@@ -180,6 +180,7 @@ class SentenceCache:
 
 
 _MIN_SENTENCE_CHARS = 30
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _SOURCE_HEADINGS = frozenset({"sources", "fuentes", "references", "referencias", "bibliografia", "bibliography"})
 #: A line that does not end like a sentence: a heading (new section).
 _HEADING_LIKE = re.compile(r"[^.!?…:;)\]\"'”»]\s*$")
@@ -215,7 +216,9 @@ def _passage_sentences(kb: KnowledgeBase, passage: Passage, cache: SentenceCache
             in_sources = False if "\n" not in text and len(text) < 120 else in_sources
         if in_sources or not _quotable(text):
             continue
-        spans.append((span.start, span.end, text))
+        bullet = _BULLET.match(text)  # quote a list item without its bullet (still a verbatim substring)
+        start = span.start + (bullet.end() if bullet else 0)
+        spans.append((start, span.end, page[start:span.end]))
     # Embedded with the document title, as chunks are: a list item ("- 2023: 92,784 hectares") means little alone.
     vectors = (kb.embedder.encode([f"{passage.title}: {s[2]}" for s in spans]) if spans
                else np.zeros((0, 1), np.float32))
@@ -269,13 +272,20 @@ def score_sentences(kb: KnowledgeBase, query: str, passages: list[Passage],
     return sentences
 
 
-def _select(sentences: list[_Sentence], limit: int = MAX_SENTENCES) -> list[_Sentence]:
-    """Best sentences first, skipping near-duplicates and weak tails."""
+#: Ordering bonus for sentences in the question's language (never changes whether we answer at all).
+SAME_LANGUAGE_BONUS = 0.05
+
+
+def _select(sentences: list[_Sentence], limit: int = MAX_SENTENCES, same_language: set[int] | None = None
+            ) -> list[_Sentence]:
+    """Best sentences first (those from passages in `same_language` slightly preferred), skipping
+    near-duplicates and weak tails."""
     chosen: list[_Sentence] = []
     if not sentences:
         return chosen
     best = max(s.score for s in sentences)
-    for sentence in sorted(sentences, key=lambda s: -s.score):
+    preferred = same_language or set()
+    for sentence in sorted(sentences, key=lambda s: -(s.score + SAME_LANGUAGE_BONUS * (s.passage in preferred))):
         if len(chosen) >= limit or sentence.score < max(0.85 * best, ABSTAIN_THRESHOLD):
             break
         if any(float(sentence.vector @ c.vector) > REDUNDANCY or sentence.text in c.text or c.text in sentence.text
@@ -325,7 +335,12 @@ def extractive(found: Retrieved, notice: str = "") -> Answer:
     """The best sentences, each followed by the [n] of its passage; sources numbered by first use."""
     if not found.answerable:
         return abstention(found, notice)
-    chosen = _select(found.sentences)
+    chosen = _select(found.sentences, same_language={i for i, p in enumerate(found.passages)
+                                                     if p.language == found.language})
+    # Passages in the order of their best sentence; within a passage, the document's own order, so that
+    # "Lo administra…" follows the sentence that says what "lo" is.
+    first = {s.passage: n for n, s in reversed(list(enumerate(chosen)))}
+    chosen.sort(key=lambda s: (first[s.passage], s.start))
     numbers: dict[int, int] = {}
     parts = []
     for sentence in chosen:
