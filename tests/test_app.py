@@ -122,3 +122,31 @@ def test_html_in_documents_is_escaped():
     rendered = sources_html(answer) + answer_markdown(answer)
     assert "<script" not in rendered and "<img" not in rendered and "<b>T" not in rendered
     assert "&lt;script&gt;" in rendered and "p. 3" in rendered
+
+
+def test_auth_and_upload_limit_enforced_by_the_server(tmp_path, embedder, monkeypatch):
+    """PERU_QA_AUTH locks the app; an upload over the limit is refused while it streams in (413)."""
+    import httpx
+    from conftest import _free_port
+
+    from peru_qa import KnowledgeBase
+    from peru_qa.ui import launch
+
+    monkeypatch.setenv("PERU_QA_AUTH", "ana:s3cret")
+    monkeypatch.setenv("PERU_QA_MAX_UPLOAD_MB", "1")
+    kb = KnowledgeBase(tmp_path / "idx", embedder=embedder)
+    port = _free_port()
+    demo, service = launch(kb, port=port, quiet=True, prevent_thread_lock=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            assert http.get("/config").status_code == 401
+            assert http.post("/gradio_api/upload", files={"files": ("a.txt", b"x")}).status_code == 401
+            assert http.post("/login", data={"username": "ana", "password": "nope"}).status_code != 200
+            assert http.post("/login", data={"username": "ana", "password": "s3cret"}).status_code == 200
+            assert http.post("/gradio_api/upload", files={"files": ("a.txt", b"small")}).status_code == 200
+            big = http.post("/gradio_api/upload", files={"files": ("b.txt", b"x" * (3 * 1024 * 1024))})
+            assert big.status_code == 413
+    finally:
+        demo.close()
+        service.close()
+        kb.close()
