@@ -51,7 +51,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     filters = {"doc_id": args.doc, "language": args.lang}
-    with _open(args) as kb:
+    with _open(args, create=False) as kb:
         hits = kb.retrieve(args.query, k=args.k, filters={k: v for k, v in filters.items() if v}, mode=args.mode)
     if args.json:
         _print_json([h.to_dict() for h in hits])
@@ -138,6 +138,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    with _open(args) as kb:
+        answer = kb.ask(args.question, llm=False if args.no_llm else None)
+    if args.json:
+        _print_json(answer.to_dict())
+        return 0
+    print(answer.text)
+    if answer.notice:
+        print(f"({answer.notice})")
+    if answer.citations:
+        print("\nclosest passages:" if answer.abstained else "\nsources:")
+    for n, p in enumerate(answer.citations, 1):
+        where = f" · p. {p.page}" if p.page else ""
+        print(f"  [{n}] {p.title}{where} · {Path(p.source).name}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .ui import launch
+
+    kb = _open(args)
+    print(f"peru-qa: http://{args.host}:{args.port} (index {kb.path}; Ctrl+C to stop)", file=sys.stderr)
+    try:
+        launch(kb, host=args.host, port=args.port, quiet=True)
+    finally:
+        kb.close()
+    return 0
+
+
 Command = Callable[[argparse.Namespace], int]
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
@@ -189,12 +218,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", parents=[common],
                        help="retrieval quality on a BEIR folder or gold .jsonl questions (nDCG@10, recall, MRR)")
-    p.add_argument("dataset", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or gold .jsonl file/folder")
+    p.add_argument("dataset", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/; indexed into the eval cache) "
+                   "or gold .jsonl file/folder (searched in --index or the default index)")
     p.add_argument("--split", default="test", help="qrels split; test_en also picks corpus_en/queries_en files")
     p.add_argument("--mode", choices=MODES, default="hybrid")
     p.add_argument("--cache", help="folder for cached BEIR indexes (default: PERU_QA_CACHE or ~/.cache/peru-qa)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("ask", parents=[common], help="a cited answer from the documents")
+    p.add_argument("question")
+    p.add_argument("--no-llm", action="store_true", help="extractive answer even if PERU_QA_LLM_URL is set")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("serve", parents=[common], help="start the web chat")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.set_defaults(func=cmd_serve)
 
     for register in EXTRA_COMMANDS:
         register(sub, common)
@@ -205,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # `peru-qa search … | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("peru-qa: interrupted; the index keeps its last complete state", file=sys.stderr)
         return 130

@@ -30,14 +30,37 @@ class KeywordIndex:
         retriever.index(terms, show_progress=False)
         return cls(np.asarray(chunk_ids), retriever)
 
-    def search(self, tokens: list[str], k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (chunk ids, BM25 scores) with a positive score; `allowed` restricts to those ids."""
-        if self.retriever is None or not tokens or k <= 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    def scores(self, tokens: list[str]) -> np.ndarray | None:
+        """BM25 score of every chunk, aligned with `chunk_ids`; None when no query term is indexed."""
+        if self.retriever is None or not tokens:
+            return None
         ids = self.retriever.get_tokens_ids(tokens)
         if not ids:
+            return None
+        return self.retriever.get_scores_from_ids(ids)
+
+    def lookup(self, scores: np.ndarray | None, ids: np.ndarray) -> np.ndarray:
+        """Scores (from `scores()`) of the given chunk ids; 0 for ids not in this index."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if scores is None or len(self.chunk_ids) == 0 or len(ids) == 0:
+            return np.zeros(len(ids), np.float32)
+        order = getattr(self, "_order", None)
+        if order is None:
+            order = self._order = np.argsort(self.chunk_ids, kind="stable")
+        pos = np.clip(np.searchsorted(self.chunk_ids, ids, sorter=order), 0, len(order) - 1)
+        rows = order[pos]
+        found = self.chunk_ids[rows] == ids
+        return np.where(found, scores[rows], 0.0).astype(np.float32)
+
+    def search(self, tokens: list[str], k: int, allowed: np.ndarray | None = None,
+               scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (chunk ids, BM25 scores) with a positive score; `allowed` restricts to those ids.
+        `scores` may pass in what `scores(tokens)` returned, to avoid computing it twice."""
+        if self.retriever is None or not tokens or k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores = self.retriever.get_scores_from_ids(ids)
+        scores = self.scores(tokens) if scores is None else scores
+        if scores is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
         if allowed is not None:
             scores = np.where(np.isin(self.chunk_ids, allowed), scores, 0.0)
         k = min(k, int(np.count_nonzero(scores > 0)))

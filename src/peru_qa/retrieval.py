@@ -1,11 +1,17 @@
 """Hybrid retrieval: dense (FAISS) and keyword (BM25) candidates fused into one ranking.
 
-The English-only default model is weak on Spanish, so the weight given to the dense side depends
-on the query's language (see `FusionParams`); the weights were tuned on training data only.
+Each retriever proposes its top candidates; every candidate of the union is then scored by both (exact
+cosine from the stored vector, exact BM25), the two scores are normalised and mixed. Scoring the union
+exactly, rather than giving a candidate that one side missed a 0 from that side, is what keeps the fusion
+from falling below its better component when the other one is weak (Spanish with an English model).
+The English-only default model is weak on Spanish, so the weight given to the dense side depends on the
+query's language (see `FusionParams`); the weights were tuned on training data only
+(benchmarks/tune_fusion.py, benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -79,12 +85,18 @@ class Filters:
 
 @dataclass(frozen=True)
 class FusionParams:
-    """How dense and keyword scores combine; one setting for every collection and language."""
+    """How dense and keyword scores combine; one setting for every collection and language.
 
-    #: Weight of the dense side for English / Spanish queries (keyword side gets 1 - w).
-    dense_weight: dict[str, float] = field(default_factory=lambda: {"en": 0.5, "es": 0.15})
+    Tuned on SciFact's train queries and a dev half of XQuAD (es and en); see benchmarks/RESULTS.md."""
+
+    #: Weight of the dense side for English / Spanish queries (keyword side gets 1 - w). The default model is
+    #: English-only: on Spanish its top hit is right half as often as BM25's, so there it mostly breaks
+    #: near-ties. Both values were the best on the training queries (SciFact train + XQuAD dev half).
+    dense_weight: dict[str, float] = field(default_factory=lambda: {"en": 0.6, "es": 0.2})
     #: Candidates taken from each retriever before fusing.
     candidates: int = 100
+    #: "minmax" (dense min-max over the candidates, BM25 divided by its maximum) or "z" (z-scores).
+    normalization: str = "minmax"
 
 
 DEFAULT_FUSION = FusionParams()
@@ -98,38 +110,109 @@ class Ranked:
     keyword: dict[int, float]
 
 
-def _minmax(scores: np.ndarray) -> np.ndarray:
-    if len(scores) == 0:
-        return scores
-    lo, hi = float(scores.min()), float(scores.max())
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+def _normalise(scores: np.ndarray, reference: np.ndarray, how: str, floor_zero: bool) -> np.ndarray:
+    """One retriever's scores mapped to a comparable scale by a linear map fitted on `reference` (its scores
+    of the top candidates), so that asking for more results does not change the scale.
+
+    `floor_zero` (BM25): 0 means "no query term", so it stays 0 and the best match becomes 1; min-max would
+    put the weakest match level with chunks that match nothing."""
+    if len(scores) == 0 or len(reference) == 0:
+        return np.zeros_like(scores)
+    if how == "z":
+        sd = float(reference.std())
+        return (scores - float(reference.mean())) / sd if sd > 1e-9 else np.zeros_like(scores)
+    lo = 0.0 if floor_zero else float(reference.min())
+    hi = float(reference.max())
     if hi - lo < 1e-9:
-        return np.ones_like(scores)
+        return np.ones_like(scores) if hi > 0 or not floor_zero else np.zeros_like(scores)
     return (scores - lo) / (hi - lo)
 
 
 def fuse(dense: tuple[np.ndarray, np.ndarray], keyword: tuple[np.ndarray, np.ndarray], language: str,
-         params: FusionParams = DEFAULT_FUSION) -> Ranked:
-    """Convex combination of min-max normalised scores; a side with no candidates drops out."""
-    d_ids, d_scores = dense
-    k_ids, k_scores = keyword
-    dense_map = {int(i): float(s) for i, s in zip(d_ids, d_scores)}
-    kw_map = {int(i): float(s) for i, s in zip(k_ids, k_scores)}
+         params: FusionParams = DEFAULT_FUSION, *, dense_scorer: Scorer | None = None,
+         keyword_scorer: Scorer | None = None) -> Ranked:
+    """Convex combination of normalised scores over the union of both candidate lists.
+
+    A candidate found by one retriever only is scored by the other one too when a scorer is given (exact
+    cosine / BM25 of that chunk); without one it gets the lowest dense score seen, or BM25 0. Filling in
+    exact scores keeps the fused order close to the better retriever's even when the weaker one is noisy
+    (Spanish with an English model). A side with no candidates drops out."""
+    d_ids, d_scores = (np.asarray(a) for a in dense)
+    k_ids, k_scores = (np.asarray(a) for a in keyword)
+    union = np.asarray(list(dict.fromkeys([*map(int, d_ids), *map(int, k_ids)])), dtype=np.int64)
     w = params.dense_weight.get(language, params.dense_weight["en"])
     if len(d_ids) == 0:
         w = 0.0
     elif len(k_ids) == 0:
         w = 1.0
-    combined: dict[int, float] = {}
-    for ids, scores, weight in ((d_ids, _minmax(d_scores), w), (k_ids, _minmax(k_scores), 1.0 - w)):
-        for i, s in zip(ids, scores):
-            combined[int(i)] = combined.get(int(i), 0.0) + weight * float(s)
-    order = sorted(combined, key=lambda i: (-combined[i], i))
+    dense_full = _complete(union, d_ids, d_scores, dense_scorer, float(d_scores.min()) if len(d_ids) else 0.0)
+    kw_full = _complete(union, k_ids, k_scores, keyword_scorer, 0.0)
+    # The scale is fitted on the union of each side's top `candidates` only, whatever the number asked for.
+    how, depth = params.normalization, params.candidates
+    top = set(map(int, d_ids[np.argsort(-d_scores, kind="stable")[:depth]])) | \
+        set(map(int, k_ids[np.argsort(-k_scores, kind="stable")[:depth]]))
+    ref = np.fromiter((int(i) in top for i in union), dtype=bool, count=len(union))
+    combined = (w * _normalise(dense_full, dense_full[ref], how, floor_zero=False)
+                + (1.0 - w) * _normalise(kw_full, kw_full[ref], how, floor_zero=True))
+    order = np.lexsort((union, -combined))
     return Ranked(
-        ids=np.asarray(order, dtype=np.int64),
-        scores=np.asarray([combined[i] for i in order], dtype=np.float32),
-        dense=dense_map,
-        keyword=kw_map,
+        ids=union[order],
+        scores=combined[order].astype(np.float32),
+        dense={int(i): float(s) for i, s in zip(union, dense_full)} if len(d_ids) else {},
+        keyword={int(i): float(s) for i, s in zip(union, kw_full)} if len(k_ids) else {},
     )
+
+
+def _complete(union: np.ndarray, ids: np.ndarray, scores: np.ndarray, scorer: Scorer | None,
+              fill: float) -> np.ndarray:
+    """One retriever's score for every id of `union`: its own candidates' scores, the rest from `scorer`."""
+    out = np.full(len(union), fill, dtype=np.float64)
+    if len(ids) == 0:
+        return out
+    known = {int(i): float(s) for i, s in zip(ids, scores)}
+    missing = np.asarray([n for n, i in enumerate(union) if int(i) not in known], dtype=np.int64)
+    for n, i in enumerate(union):
+        if int(i) in known:
+            out[n] = known[int(i)]
+    if scorer is not None and len(missing):
+        try:
+            out[missing] = scorer(union[missing])
+        except Exception:  # an id missing from one index (mid-update): keep the conservative fill value
+            pass
+    return out
+
+
+def _dense_scorer(derived: Derived, qvec: np.ndarray) -> Scorer:
+    def score(ids: np.ndarray) -> np.ndarray:
+        vectors = derived.vectors.index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
+        return vectors @ qvec
+
+    return score
+
+
+def rank(query: str, n: int, mode: str, derived: Derived, embedder: Embedder | None, allowed: np.ndarray | None,
+         params: FusionParams = DEFAULT_FUSION, qvec: np.ndarray | None = None) -> Ranked:
+    """Fused chunk ranking (ids and scores, no text): what `search` hydrates, and what evaluation scores.
+    `qvec` may carry the query's embedding when it was computed in a batch."""
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+    dense = keyword = empty
+    dense_scorer = keyword_scorer = None
+    if mode != "keyword" and (embedder is not None or qvec is not None):
+        if qvec is None:
+            qvec = embedder.encode([query], kind="query")[0]
+        dense = derived.vectors.search(qvec, n, allowed)
+        dense_scorer = _dense_scorer(derived, qvec)
+    if mode != "dense":
+        tokens = query_tokens(query)
+        all_scores = derived.keyword.scores(tokens)
+        keyword = derived.keyword.search(tokens, n, allowed, scores=all_scores)
+        if all_scores is not None:
+            keyword_scorer = lambda ids: derived.keyword.lookup(all_scores, ids)  # noqa: E731
+    language = detect_language(query) if mode == "hybrid" else "en"
+    return fuse(dense, keyword, language, params, dense_scorer=dense_scorer, keyword_scorer=keyword_scorer)
 
 
 def search(query: str, k: int, mode: str, derived: Derived, store: Store, embedder: Embedder | None,
@@ -137,15 +220,7 @@ def search(query: str, k: int, mode: str, derived: Derived, store: Store, embedd
     """Run the retrievers `mode` asks for, fuse, and hydrate the top k chunks into Passages.
 
     `embedder` is None when the dense side is skipped; `allowed` limits the search to those chunk ids."""
-    n = max(k, params.candidates)
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
-    dense = keyword = empty
-    if mode != "keyword" and embedder is not None:
-        qvec = embedder.encode([query], kind="query")[0]
-        dense = derived.vectors.search(qvec, n, allowed)
-    if mode != "dense":
-        keyword = derived.keyword.search(query_tokens(query), n, allowed)
-    ranked = fuse(dense, keyword, detect_language(query), params)
+    ranked = rank(query, max(k, params.candidates), mode, derived, embedder, allowed, params)
     rows = store.chunk_rows([int(i) for i in ranked.ids[: k * 2]])
     passages: list[Passage] = []
     for cid, score in zip(ranked.ids, ranked.scores):

