@@ -185,7 +185,7 @@ def load_corpus(path: Path) -> list:
             continue
         # An empty title would make the knowledge base use the source (a bare id, a hash for XQuAD) as title,
         # and the id would then be embedded and indexed with the text: a single space keeps it out.
-        docs.append(TextDocument(source=str(item["_id"]), text=text or title, title=title or " "))
+        docs.append(TextDocument(source=str(item["_id"]), text=text or title, title=title))
     return docs
 
 

@@ -327,7 +327,7 @@ class KnowledgeBase:
         if existing and existing.content_hash == content_hash:
             return FileResult(item.source, "unchanged", doc_id=existing.id, title=existing.title)
         doc = LoadedDocument(
-            path=Path(item.source), title=item.title or item.source, pages=[Page(1, item.text)],
+            path=Path(item.source), title=item.title, pages=[Page(1, item.text)],
             language=item.language or detect_language(f"{item.title}\n{item.text}"),
             content_hash=content_hash, paged=False)
         return self._prepare(item.source, doc, item.source, existing, None, None)
@@ -373,7 +373,9 @@ class KnowledgeBase:
         return self.embedder.encode([self._embedding_text(title, c.section, c.text) for c in chunks])
 
     def _embedding_text(self, title: str, section: str, text: str) -> str:
-        prefix = title if not section or section == title else f"{title} — {section}"
+        prefix = title if not section or section == title else f"{title} — {section}".strip(" —")
+        if not prefix.strip():
+            return text
         spans = self.embedder.token_spans(prefix)
         if len(spans) > PREFIX_TOKENS:
             prefix = prefix[: spans[PREFIX_TOKENS - 1][1]]
