@@ -4,16 +4,19 @@
     .venv/bin/python benchmarks/chat_load.py [--url http://127.0.0.1:7860/] [--clients 20] [--seconds 60]
 
 Each client sends the chat questions below back to back through the app's /chat endpoint (the same
-event the chat box triggers, streamed), and the latency of each full answer is recorded.
+event the chat box triggers, streamed over Gradio's REST/SSE API), and the latency of each full answer is
+recorded. The clients are asyncio tasks in one process, so the load generator itself stays light on the
+shared 2 cores (gradio_client threads used more CPU than the app they measured).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
+import json
 import statistics
 import sys
-import threading
 import time
 from urllib.parse import urlparse
 
@@ -41,6 +44,47 @@ def _loopback(url: str) -> bool:
         return False
 
 
+async def _client(http, n: int, deadline: float, latencies: list[float], errors: list[str]) -> None:
+    """One chat user: asks a question, reads the streamed answer to the end, asks the next one."""
+    i = n
+    while time.monotonic() < deadline:
+        question = QUESTIONS[i % len(QUESTIONS)]
+        i += 1
+        t0 = time.monotonic()
+        try:
+            started = await http.post("/gradio_api/call/chat", json={"data": [question, []]})
+            started.raise_for_status()
+            final = None
+            async with http.stream("GET", f"/gradio_api/call/chat/{started.json()['event_id']}") as stream:
+                event = ""
+                async for line in stream.aiter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:") and event in ("complete", "error"):
+                        final = (event, line[5:].strip())
+            if final is None or final[0] != "complete":
+                raise RuntimeError(f"no answer: {final}")
+            _, chat, sources = json.loads(final[1])
+            if not chat or chat[-1]["role"] != "assistant" or "pqa-sources" not in sources:
+                raise RuntimeError("empty answer")
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {str(exc)[:100]}")
+            continue
+        latencies.append(time.monotonic() - t0)
+
+
+async def _run(url: str, clients: int, seconds: float) -> tuple[list[float], list[str], float]:
+    import httpx
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=clients * 2)
+    async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=60, limits=limits) as http:
+        start = time.monotonic()
+        await asyncio.gather(*(_client(http, n, start + seconds, latencies, errors) for n in range(clients)))
+        return latencies, errors, time.monotonic() - start
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:7860/")
@@ -50,39 +94,7 @@ def main() -> int:
     if not _loopback(args.url):
         print("chat_load: only loopback addresses (127.0.0.0/8, ::1, localhost) may be targeted", file=sys.stderr)
         return 2
-    from gradio_client import Client
-
-    clients = [Client(args.url, verbose=False) for _ in range(args.clients)]
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    start = time.monotonic()
-    deadline = start + args.seconds
-
-    def run(n: int, client) -> None:
-        i = n
-        while time.monotonic() < deadline:
-            question = QUESTIONS[i % len(QUESTIONS)]
-            i += 1
-            t0 = time.monotonic()
-            try:
-                _, chat, sources = client.predict(question, [], api_name="/chat")
-                ok = chat and chat[-1]["role"] == "assistant" and "pqa-sources" in sources
-                if not ok:
-                    raise RuntimeError("empty answer")
-            except Exception as exc:
-                with lock:
-                    errors.append(f"{type(exc).__name__}: {str(exc)[:100]}")
-                continue
-            with lock:
-                latencies.append(time.monotonic() - t0)
-
-    threads = [threading.Thread(target=run, args=(n, c)) for n, c in enumerate(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - start
+    latencies, errors, elapsed = asyncio.run(_run(args.url, args.clients, args.seconds))
     if not latencies:
         print(f"no answers; {len(errors)} errors: {errors[:3]}")
         return 1
