@@ -9,7 +9,6 @@ components render HTML, and a document must never be able to run script in the p
 
 from __future__ import annotations
 
-import hashlib
 import html
 import os
 import queue
@@ -27,6 +26,7 @@ from .answer import Answer, SentenceCache, stream
 from .config import SUPPORTED_SUFFIXES, env_float
 from .kb import FileResult, KnowledgeBase
 from .llm import LLMClient
+from .loaders import file_hash
 from .retrieval import Passage
 
 EXAMPLES = [
@@ -220,7 +220,7 @@ class ChatService:
         target = (self.uploads / name).resolve()
         if target.parent != self.uploads.resolve():  # belt and braces: never write outside uploads/
             return None, FileResult(name, "failed", "unsafe file name")
-        if target.exists() and _sha(target) == _sha(src):
+        if target.exists() and file_hash(target) == file_hash(src):
             return target, None  # same file again: kb.add reports it unchanged
         shutil.copyfile(src, target)
         return target, None
@@ -280,14 +280,6 @@ class ChatService:
         self._worker.shutdown(wait=True)
         if self._writer is not None:
             self._writer.close()
-
-
-def _sha(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _result_line(result: FileResult) -> str:
