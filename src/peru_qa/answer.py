@@ -34,8 +34,9 @@ CLOSEST_K = 3
 #: on tests/data/answerability.jsonl (run it to see the accuracy).
 DENSE_WEIGHT = 0.5
 ABSTAIN_THRESHOLD = 0.49
-#: Sentences whose embeddings are closer than this to an already chosen one are redundant.
-REDUNDANCY = 0.85
+#: Sentences sharing this share of their words (stems) with an already chosen one are redundant. Words, not
+#: embeddings: sentence vectors carry the document title, which makes short sentences of one document alike.
+REDUNDANCY = 0.6
 
 ABSTAIN_TEXT = {
     "en": "The indexed documents do not answer this question. The closest passages are listed below.",
@@ -272,6 +273,12 @@ def score_sentences(kb: KnowledgeBase, query: str, passages: list[Passage],
     return sentences
 
 
+def _overlap(a: str, b: str) -> float:
+    """Jaccard overlap of two sentences' stems (in both languages' stemmers, so the choice doesn't matter)."""
+    ta, tb = set(keyword_tokens(a, "en")), set(keyword_tokens(b, "en"))
+    return len(ta & tb) / max(1, len(ta | tb))
+
+
 #: Ordering bonus for sentences in the question's language (never changes whether we answer at all).
 SAME_LANGUAGE_BONUS = 0.05
 
@@ -285,10 +292,14 @@ def _select(sentences: list[_Sentence], limit: int = MAX_SENTENCES, same_languag
         return chosen
     best = max(s.score for s in sentences)
     preferred = same_language or set()
+    floor = max(0.85 * best, ABSTAIN_THRESHOLD)
+    if any(s.passage in preferred and s.score >= floor for s in sentences):
+        # The corpus has twins in both languages: answer in the question's language, not twice in two.
+        sentences = [s for s in sentences if s.passage in preferred]
     for sentence in sorted(sentences, key=lambda s: -(s.score + SAME_LANGUAGE_BONUS * (s.passage in preferred))):
-        if len(chosen) >= limit or sentence.score < max(0.85 * best, ABSTAIN_THRESHOLD):
+        if len(chosen) >= limit or sentence.score < floor:
             break
-        if any(float(sentence.vector @ c.vector) > REDUNDANCY or sentence.text in c.text or c.text in sentence.text
+        if any(_overlap(sentence.text, c.text) >= REDUNDANCY or sentence.text in c.text or c.text in sentence.text
                for c in chosen):
             continue
         chosen.append(sentence)
