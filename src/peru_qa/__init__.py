@@ -19,6 +19,7 @@ from .errors import (
     UnsupportedFileType,
 )
 from .kb import AddReport, CheckReport, FileResult, KnowledgeBase, ProgressFn, TextDocument
+from .progress import progress_bar
 from .retrieval import Filters, FusionParams, Passage
 
 __version__ = "0.1.0"
@@ -31,7 +32,7 @@ def open_default(model: str | None = None, progress: ProgressFn | None = None) -
     kb = KnowledgeBase(model=model)
     documents = default_documents_path()
     if documents.is_dir() and kb.is_stale(documents):
-        kb.sync_folder(documents, progress=progress or _bar())
+        kb.sync_folder(documents, progress=progress or progress_bar())
     return kb
 
 
@@ -39,24 +40,6 @@ def retrieve(query: str, k: int = 5, filters: Filters | dict | None = None, mode
     """Search the default index; for many queries, keep a `KnowledgeBase` open instead."""
     with open_default() as kb:
         return kb.retrieve(query, k=k, filters=filters, mode=mode)
-
-
-def _bar() -> ProgressFn:
-    """A tqdm progress bar on stderr (silent when stderr is not a terminal)."""
-    from tqdm import tqdm
-
-    state: dict = {}
-
-    def update(done: int, total: int, what: str) -> None:
-        bar = state.get("bar")
-        if bar is None:
-            bar = state["bar"] = tqdm(total=total, unit="file", desc="indexing", leave=False, disable=None)
-        bar.set_postfix_str(what[:40], refresh=False)
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-
-    return update
 
 
 __all__ = [

@@ -6,12 +6,11 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from . import _bar
 from .errors import PeruQAError
 from .kb import KnowledgeBase
+from .progress import progress_bar
 from .retrieval import MODES
 
 
@@ -41,7 +40,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     # Each file's line is printed as soon as its outcome is final (flushed: a killed run shows what landed).
     show = None if args.json else (lambda result: _write_line(result.line()))
     with kb:
-        report = kb.add(args.paths, password=args.password, progress=_bar(), on_result=show)
+        report = kb.add(args.paths, password=args.password, progress=progress_bar(), on_result=show)
     if args.json:
         _print_json([r.__dict__ for r in report.results])
     else:
@@ -105,7 +104,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     index = args.index
     # Opening with the new model would be refused as a mismatch: open with the index's own model.
     with (KnowledgeBase(index, create=False) if index else KnowledgeBase()) as kb:
-        result = kb.rebuild(model=args.model, progress=_bar())
+        result = kb.rebuild(model=args.model, progress=progress_bar())
     print(f"rebuilt {kb.path}: {result['chunks']} chunks, model {result['model']}"
           + (f", {result['re_embedded']} re-embedded" if result["re_embedded"] else ""))
     return 0
@@ -165,10 +164,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         kb.close()
     return 0
-
-
-Command = Callable[[argparse.Namespace], int]
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,8 +232,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860)
     p.set_defaults(func=cmd_serve)
 
-    for register in EXTRA_COMMANDS:
-        register(sub, common)
     return parser
 
 

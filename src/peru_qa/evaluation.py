@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import PeruQAError
+from .progress import progress_bar
 
 #: Cutoffs reported for every run.
 METRIC_NAMES = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
@@ -211,23 +212,6 @@ def index_key(corpus_path: Path, model: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _bar(unit: str, desc: str) -> Callable[[int, int, str], None]:
-    """A tqdm bar on stderr (silent when stderr is not a terminal)."""
-    from tqdm import tqdm
-
-    state: dict = {}
-
-    def update(done: int, total: int, what: str) -> None:
-        bar = state.get("bar")
-        if bar is None:
-            bar = state["bar"] = tqdm(total=total, unit=unit, desc=desc, leave=False, disable=None, mininterval=1)
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-
-    return update
-
-
 @dataclass
 class IndexInfo:
     path: str
@@ -261,7 +245,7 @@ def open_index(evalset: EvalSet, model: str | None = None, cache_dir: str | Path
     cached = done_marker.is_file()
     if not cached:
         docs = load_corpus(evalset.corpus_path)
-        report = kb.add_texts(docs, progress=progress or _bar("doc", f"indexing {evalset.name}"))
+        report = kb.add_texts(docs, progress=progress or progress_bar("doc", f"indexing {evalset.name}"))
         if report.failed:
             first = report.failed[0]
             raise PeruQAError(f"{len(report.failed)} documents failed to index, e.g. {first.path}: {first.reason}")

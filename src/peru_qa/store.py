@@ -316,11 +316,6 @@ class Store:
             db.executemany("DELETE FROM documents WHERE id=?", [(d,) for d in doc_ids])
             self._bump()
 
-    def delete_all(self) -> None:
-        with self.transaction() as db:
-            db.execute("DELETE FROM documents")
-            self._bump()
-
     # --- chunks -------------------------------------------------------------------------------
     def chunk_ids(self) -> np.ndarray:
         rows = self.db.execute("SELECT id FROM chunks ORDER BY id").fetchall()
