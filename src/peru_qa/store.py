@@ -149,10 +149,13 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            if self._schema_version() < len(MIGRATIONS):
+            version = self._schema_version()
+            if version > len(MIGRATIONS):
+                raise PeruQAError(
+                    f"index schema v{version} is newer than this peru-qa (v{len(MIGRATIONS)}): upgrade peru-qa")
+            if version < len(MIGRATIONS):
                 with self.writer():
                     self._migrate()
-            self._migrate()  # raises if the index is newer than this code
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"index database {self.path / DB_NAME} is unreadable: {exc}") from exc
 
@@ -164,12 +167,8 @@ class Store:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def _migrate(self) -> None:
-        version = self._schema_version()
-        if version > len(MIGRATIONS):
-            raise PeruQAError(
-                f"index schema v{version} is newer than this peru-qa (v{len(MIGRATIONS)}): upgrade peru-qa"
-            )
-        for number in range(version, len(MIGRATIONS)):
+        """Apply the migrations this database lacks (caller holds the writer lock; re-reads the version)."""
+        for number in range(self._schema_version(), len(MIGRATIONS)):
             # One script = one transaction: the schema and its version change together.
             self.db.executescript(
                 f"BEGIN IMMEDIATE;{MIGRATIONS[number]};PRAGMA user_version={number + 1};COMMIT;"
