@@ -122,3 +122,31 @@ def test_answerability_set_is_well_formed():
         assert sum(r["answerable"] is answerable for r in rows) >= 30
         for language in ("en", "es"):
             assert any(r["answerable"] is answerable and r["language"] == language for r in rows)
+
+
+@pytest.mark.parametrize("question, language, caveat", [
+    ("Who controls drug trafficking in the VRAEM according to Interpol?", "en",
+     "The cited sources do not mention: Interpol."),
+    ("¿Quién controla el narcotráfico en el VRAEM según Interpol?", "es",
+     "Las fuentes citadas no mencionan: Interpol."),
+])
+def test_answer_says_which_names_the_sources_do_not_mention(qa_kb, question, language, caveat):
+    """A near miss (the documents answer a close question, not this one) is answered with a caveat."""
+    answer = qa_kb.ask(question)
+    assert not answer.abstained and "Quispe Palomino" in answer.text
+    assert answer.unmatched == ["Interpol"] and answer.caveat == caveat
+    assert answer.to_dict()["unmatched"] == ["Interpol"]
+    plain = qa_kb.ask(question.replace(" according to Interpol", "").replace(" según Interpol", ""))
+    assert plain.unmatched == [] and plain.caveat == ""  # "VRAEM" is in the sources: nothing to say
+
+
+def test_names_are_found_by_any_word_and_opening_capitals_are_not_names(qa_kb):
+    from peru_qa.answer import unmatched_names
+
+    passages = qa_kb.retrieve("Quispe Palomino VRAEM", k=2, filters={"language": "en"})
+    assert unmatched_names(qa_kb, "Who is Víctor Quispe Palomino?", passages, "en") == []
+    assert unmatched_names(qa_kb, "Where does Jorge Quispe live?", passages, "en") == []  # surname is enough
+    assert unmatched_names(qa_kb, "What did the Shining Path do in Arequipa in 1983?", passages, "en") == [
+        "Arequipa", "1983"]
+    # Only passages in the question's language are compared: names are often translated across languages.
+    assert unmatched_names(qa_kb, "¿Qué hizo Sendero Luminoso en Arequipa?", passages, "es") == []

@@ -118,10 +118,11 @@ def test_html_in_documents_is_escaped():
     evil = 'Payload <script>window.__pwned=1</script> and <img src=x onerror="window.__pwned=1"> here.'
     passage = Passage(text=evil, chunk_id=1, doc_id="d", title="<b>T</b>", source="/x/<i>.txt", page=3,
                       section="", language="en", start=0, end=len(evil), score=1.0)
-    answer = Answer("q", evil + " [1]", [passage], False, "en")
+    answer = Answer("q", evil + " [1]", [passage], False, "en", unmatched=["<img src=x onerror=alert(1)>"])
     rendered = sources_html(answer) + answer_markdown(answer)
     assert "<script" not in rendered and "<img" not in rendered and "<b>T" not in rendered
     assert "&lt;script&gt;" in rendered and "p. 3" in rendered
+    assert "The cited sources do not mention: &lt;img" in answer_markdown(answer)
 
 
 def test_auth_and_upload_limit_enforced_by_the_server(tmp_path, embedder, monkeypatch):

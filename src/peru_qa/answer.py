@@ -89,12 +89,25 @@ class Answer:
     flagged: list[str] = field(default_factory=list)
     #: How well the best sentence matched the question (compared to the model's `Calibration.threshold`).
     support: float = 0.0
+    #: Names and numbers of the question that none of the cited passages contains ("Arequipa" when the
+    #: sources give national figures): the answer may be about something close to, not exactly, what was asked.
+    unmatched: list[str] = field(default_factory=list)
+
+    @property
+    def caveat(self) -> str:
+        """`unmatched` as one line in the question's language ('' when there is nothing to say)."""
+        if not self.unmatched:
+            return ""
+        names = ", ".join(self.unmatched)
+        if self.language == "es":
+            return f"Las fuentes citadas no mencionan: {names}."
+        return f"The cited sources do not mention: {names}."
 
     def to_dict(self) -> dict:
         return {
             "question": self.question, "text": self.text, "abstained": self.abstained,
             "language": self.language, "query": self.query, "mode": self.mode, "notice": self.notice,
-            "flagged": self.flagged, "support": round(self.support, 4),
+            "flagged": self.flagged, "support": round(self.support, 4), "unmatched": self.unmatched,
             "citations": [{"n": n, **p.to_dict()} for n, p in enumerate(self.citations, 1)],
         }
 
@@ -417,7 +430,7 @@ def stream(kb: KnowledgeBase, question: str, history: Sequence[Any] | None = Non
     if not found.answerable or not llm:
         answer = extractive(found)
         yield answer.text
-        yield answer
+        yield _with_caveat(kb, answer)
         return
     from .llm import LLMError, finish_llm_answer
 
@@ -429,13 +442,60 @@ def stream(kb: KnowledgeBase, question: str, history: Sequence[Any] | None = Non
     except LLMError as exc:
         answer = extractive(found, notice=_fallback_notice(found.language, str(exc)))
         yield answer.text
-        yield answer
+        yield _with_caveat(kb, answer)
         return
     answer = finish_llm_answer(found, "".join(pieces))
     if answer is None:  # the model wrote nothing usable
         answer = extractive(found, notice=_fallback_notice(found.language, "the language model cited no passage"))
     yield answer.text
-    yield answer
+    yield _with_caveat(kb, answer)
+
+
+def _with_caveat(kb: KnowledgeBase, answer: Answer) -> Answer:
+    if not answer.abstained:
+        answer.unmatched = unmatched_names(kb, answer.question, answer.citations, answer.language)
+    return answer
+
+
+#: A capitalised word that does not open the sentence, an acronym, or anything with a digit (years, law numbers);
+#: runs of capitalised words ("César Hinostroza") are one name.
+_WORD = r"(?:[A-ZÁÉÍÓÚÑ][\w-]*|\w*\d[\w-]*)"
+_NAME = re.compile(rf"(?<!\w){_WORD}(?:\s+(?:de(?:l| la| los)?\s+)?{_WORD})*")
+#: A word found in more than this share of the index's chunks is background ("Peru" in a corpus on Peru).
+BACKGROUND_SHARE = 0.25
+
+
+def unmatched_names(kb: KnowledgeBase, question: str, passages: Sequence[Passage], language: str) -> list[str]:
+    """Names and numbers of `question` that none of `passages` contains (title, section or text).
+
+    A name counts as found when any of its words is (a surname is enough). Only passages in the question's
+    language are compared: across languages names are often translated ("Estados Unidos")."""
+    passages = [p for p in passages if p.language == language]
+    if not passages:
+        return []
+    names = []
+    for sentence in re.split(r"(?<=[.!?¿¡])", question):
+        sentence = sentence.strip(" \t\n\"'“‘(")
+        for match in _NAME.finditer(sentence):
+            name = match.group()
+            first = name.split()[0]
+            if match.start() == 0 and not (first.isupper() and len(first) > 1) and not any(c.isdigit() for c in first):
+                name = name[len(first):].strip()  # a capital because it opens the sentence: an ordinary word
+            if name:
+                names.append(name)
+    if not names:
+        return []
+    haystack = fold(" ".join(f"{p.title}\n{p.section}\n{p.text}" for p in passages))
+    out: list[str] = []
+    for name in dict.fromkeys(names):
+        words = [w for w in re.findall(r"[\w-]+", name) if w not in ("de", "del", "la", "los")]
+        if any(re.search(rf"(?<!\w){re.escape(fold(w))}(?!\w)", haystack) for w in words):
+            continue
+        terms = {t for w in words for t in (*keyword_tokens(w, "en"), *keyword_tokens(w, "es"))}
+        if kb.term_share(terms) > BACKGROUND_SHARE:
+            continue
+        out.append(name)
+    return out
 
 
 def _fallback_notice(language: str, reason: str) -> str:

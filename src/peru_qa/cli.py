@@ -146,6 +146,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     print(answer.text)
     if answer.notice:
         print(f"({answer.notice})")
+    if answer.caveat:
+        print(f"({answer.caveat})")
     if answer.citations:
         print("\nclosest passages:" if answer.abstained else "\nsources:")
     for n, p in enumerate(answer.citations, 1):

@@ -498,6 +498,11 @@ class KnowledgeBase:
             return self._derived
 
     # --- searching ----------------------------------------------------------------------------------
+    def term_share(self, terms: Iterable[str]) -> float:
+        """Largest share of chunks that contain one of these keyword terms: how common a word is here."""
+        keyword = self._current().keyword
+        return max((keyword.share(t) for t in terms), default=0.0)
+
     def retrieve(self, query: str, k: int = 5, filters: Filters | dict | None = None,
                  mode: str = "hybrid") -> list[Passage]:
         """The k passages that best match `query`, best first."""

@@ -39,6 +39,17 @@ class KeywordIndex:
             return None
         return self.retriever.get_scores_from_ids(ids)
 
+    def share(self, token: str) -> float:
+        """Share of chunks that contain `token` (0 when it is not indexed)."""
+        if self.retriever is None or not len(self.chunk_ids):
+            return 0.0
+        i = self.retriever.vocab_dict.get(token)
+        if i is None:
+            return 0.0
+        indptr = self.retriever.scores["indptr"]
+        end = indptr[i + 1] if i + 1 < len(indptr) else len(self.retriever.scores["indices"])
+        return float(end - indptr[i]) / len(self.chunk_ids)
+
     def lookup(self, scores: np.ndarray | None, ids: np.ndarray) -> np.ndarray:
         """Scores (from `scores()`) of the given chunk ids; 0 for ids not in this index."""
         ids = np.asarray(ids, dtype=np.int64)

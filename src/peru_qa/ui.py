@@ -136,8 +136,9 @@ def _highlight(text: str, sentences: list[str]) -> str:
 
 def answer_markdown(answer: Answer, text: str | None = None) -> str:
     body = _md_escape(answer.text if text is None else text)
-    if answer.notice:
-        body += f"\n\n*{_md_escape(answer.notice)}*"
+    for note in (answer.caveat, answer.notice):
+        if note:
+            body += f"\n\n*{_md_escape(note)}*"
     return body
 
 
