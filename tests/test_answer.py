@@ -150,3 +150,31 @@ def test_names_are_found_by_any_word_and_opening_capitals_are_not_names(qa_kb):
         "Arequipa", "1983"]
     # Only passages in the question's language are compared: names are often translated across languages.
     assert unmatched_names(qa_kb, "¿Qué hizo Sendero Luminoso en Arequipa?", passages, "es") == []
+
+
+def test_reference_lists_are_not_quoted_even_when_the_heading_is_in_an_earlier_chunk(tmp_path, embedder):
+    from peru_qa import KnowledgeBase
+    from peru_qa.answer import _passage_sentences
+    from peru_qa.kb import TextDocument
+    from peru_qa.retrieval import Passage
+
+    body = ("La Policía Nacional mantiene el control del orden interno durante la emergencia en Lima.\n\n"
+            "Fuentes\n\n")
+    refs = ('- El Comercio, "Ley del Congreso ya golpea la lucha contra el crimen organizado" (agosto de 2024); '
+            "RPP, cobertura de la Ley 32108 (2024).\n"
+            "- Congreso de la República, Ley 30077 (2013), Ley 31990 (2024) y Ley 32108 (2024) sobre crimen.\n")
+    with KnowledgeBase(tmp_path / "idx", embedder=embedder) as kb:
+        kb.add_texts([TextDocument("estado", body + refs, title="Respuesta del Estado", language="es")])
+        doc = kb.documents()[0]
+        page = kb.page_text(doc.id, None)
+        assert refs.strip() in page
+
+        def quoted(start: int) -> list[str]:
+            passage = Passage(text=page[start:], chunk_id=-1 - start, doc_id=doc.id, title=doc.title,
+                              source="estado", page=None, section="", language="es", start=start,
+                              end=len(page), score=1.0)
+            spans, _ = _passage_sentences(kb, passage, None)
+            return [text for _, _, text in spans]
+
+        assert quoted(0) == [body.split("\n")[0]]  # the heading inside the passage
+        assert quoted(page.index("- El Comercio")) == []  # the heading only in the text before the passage

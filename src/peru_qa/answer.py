@@ -231,6 +231,15 @@ def _quotable(text: str) -> bool:
     return len(text) >= 100  # a sentence that lacks its final period, not a heading
 
 
+def _still_in_sources(text: str, in_sources: bool) -> bool:
+    """A "Sources"/"Fuentes" heading opens a reference list (not answers); another heading closes it."""
+    if fold(text).strip(" :") in _SOURCE_HEADINGS:
+        return True
+    if _HEADING_LIKE.search(text) and not text.lstrip().startswith(("-", "•", "*")):
+        return False if "\n" not in text and len(text) < 120 else in_sources
+    return in_sources
+
+
 def _passage_sentences(kb: KnowledgeBase, passage: Passage, cache: SentenceCache | None):
     """Sentence spans of a passage (offsets into its page text) and their embeddings."""
     key = (str(kb.path), kb.model_name, passage.chunk_id)
@@ -244,12 +253,13 @@ def _passage_sentences(kb: KnowledgeBase, passage: Passage, cache: SentenceCache
         base = passage.start
     spans = []
     in_sources = fold(passage.section).strip() in _SOURCE_HEADINGS
+    # The page before the chunk decides whether it starts inside a reference list (a PDF's "Fuentes"
+    # heading often sits in the previous chunk, and PDF pages carry no sections).
+    for span in split_sentences(page, 0, base):
+        in_sources = _still_in_sources(page[span.start:span.end], in_sources)
     for span in split_sentences(page, base, base + len(passage.text)):
         text = page[span.start:span.end]
-        if fold(text).strip(" :") in _SOURCE_HEADINGS:
-            in_sources = True  # reference lists are not answers
-        elif _HEADING_LIKE.search(text) and not text.lstrip().startswith(("-", "•", "*")):
-            in_sources = False if "\n" not in text and len(text) < 120 else in_sources
+        in_sources = _still_in_sources(text, in_sources)
         if in_sources or not _quotable(text):
             continue
         bullet = _BULLET.match(text)  # quote a list item without its bullet (still a verbatim substring)
