@@ -58,7 +58,7 @@ def build(path: Path, size: int, rng: np.random.Generator) -> float:
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         record = DocumentRecord(f"filler{d:06d}", f"filler:{d}", f"Filler {d}", "es" if d % 2 else "en", f"h{d}",
                                 False, 1, per_doc, None, None, _now(), "")
-        kb.store.write_document(record, [(1, "\n".join(texts), [])], rows, vectors)
+        kb.store.write_document(record, [(1, "\n".join(texts), [], {})], rows, vectors)
     kb._publish()
     kb.close()
     return time.perf_counter() - started

@@ -101,7 +101,7 @@ def test_index_folder_is_inspectable_without_pickle(kb, corpus):
     manifest = json.loads((kb.path / "manifest.json").read_text())
     assert manifest["model"] == "all-MiniLM-L6-v2" and manifest["dimension"] == 384
     assert manifest["documents"] == 5 and manifest["chunks"] == kb.stats()["chunks"]
-    assert manifest["schema_version"] == 1
+    assert manifest["schema_version"] == 2
     files = [p for p in kb.path.rglob("*") if p.is_file()]
     assert not [p for p in files if p.suffix in (".pkl", ".pickle")]
     for npy in (p for p in files if p.suffix == ".npy"):
@@ -213,3 +213,26 @@ def test_damaged_search_files_recovered_by_cli_without_originals(tmp_path, corpu
     assert "repaired: manifest.json is missing" in capsys.readouterr().out
     with KnowledgeBase(path) as kb:
         assert [h.chunk_id for h in kb.retrieve("bus drivers pay fees", k=3)] == before
+
+
+def test_schema_v1_index_is_migrated_with_empty_metadata(tmp_path):
+    """An index written by schema v1 (no metadata columns) opens, gains them, and keeps its documents."""
+    import sqlite3
+
+    from peru_qa.store import DB_NAME, MIGRATIONS, Store
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    db = sqlite3.connect(folder / DB_NAME)
+    db.executescript(MIGRATIONS[0] + ";PRAGMA user_version=1;")
+    db.execute("INSERT INTO documents VALUES ('d1','/x.md','X','en','h',0,1,0,NULL,NULL,'2026-01-01','')")
+    db.execute("INSERT INTO pages VALUES ('d1',1,'text','[]')")
+    db.commit()
+    db.close()
+    store = Store(folder)
+    try:
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert store.document("d1").metadata == {}
+        assert store.pages("d1") == [(1, "text", [], {})]
+    finally:
+        store.close()

@@ -354,7 +354,7 @@ class KnowledgeBase:
         record = DocumentRecord(
             id=doc_id, source=item.source, title=doc.title, language=doc.language, content_hash=doc.content_hash,
             paged=doc.paged, n_pages=len(doc.pages), n_chunks=len(chunks), file_size=item.size,
-            file_mtime=item.mtime, added_at=_now(), notes="; ".join(doc.notes),
+            file_mtime=item.mtime, added_at=_now(), notes="; ".join(doc.notes), metadata=dict(doc.metadata),
         )
         with self.store.writer():
             self._ensure_model_recorded()
@@ -580,9 +580,9 @@ class KnowledgeBase:
         for n, record in enumerate(docs):
             if progress:
                 progress(n, len(docs), record.title)
-            pages = [Page(number, text, sections) for number, text, sections in self.store.pages(record.id)]
+            pages = [Page(number, text, sections, meta) for number, text, sections, meta in self.store.pages(record.id)]
             doc = LoadedDocument(Path(record.source), record.title, pages, record.language,
-                                 record.content_hash, record.paged)
+                                 record.content_hash, record.paged, metadata=record.metadata)
             chunks = chunk_document(doc, self.embedder)
             prepared.append((record, pages, chunks, self._embed_chunks(record.title, chunks)))
         # One transaction: a crash leaves the index wholly on the old model or wholly on the new one.
@@ -655,8 +655,8 @@ class KnowledgeBase:
         return CheckReport(problems + derived_problems, repaired, docs, chunks)
 
 
-def _page_rows(pages: list[Page]) -> list[tuple[int, str, list]]:
-    return [(p.number, p.text, [list(s) for s in p.sections]) for p in pages]
+def _page_rows(pages: list[Page]) -> list[tuple[int, str, list, dict]]:
+    return [(p.number, p.text, [list(s) for s in p.sections], p.metadata) for p in pages]
 
 
 __all__ = ["KnowledgeBase", "AddReport", "FileResult", "CheckReport"]

@@ -26,6 +26,8 @@ class Page:
     text: str
     #: (offset into text, heading) for each heading that starts on this page, in order.
     sections: list[tuple[int, str]] = field(default_factory=list)
+    #: Facts about how this page's text was obtained, e.g. {"ocr": True, "confidence": 91.2}.
+    metadata: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -39,6 +41,8 @@ class LoadedDocument:
     paged: bool
     #: Human-readable remarks that matter to the user (e.g. pages with no text), one line each.
     notes: list[str] = field(default_factory=list)
+    #: Facts about the document stored with it, e.g. {"checked": "2026-11"} (when its content was last checked).
+    metadata: dict = field(default_factory=dict)
 
     @property
     def char_count(self) -> int:

@@ -11,6 +11,7 @@ query's language (see `FusionParams`); the weights were tuned on training data o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -46,6 +47,9 @@ class Passage:
     score: float
     dense_score: float | None = None
     keyword_score: float | None = None
+    #: The document's metadata (e.g. {"checked": "2026-11"}) and its page's (e.g. {"ocr": true, "confidence": 88}).
+    metadata: dict = field(default_factory=dict)
+    page_metadata: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -241,6 +245,7 @@ def search(query: str, k: int, mode: str, derived: Derived, store: Store, embedd
             source=row["source"], page=row["page"] if row["paged"] else None, section=row["section"],
             language=row["language"], start=row["start"], end=row["end"], score=float(score),
             dense_score=ranked.dense.get(int(cid)), keyword_score=ranked.keyword.get(int(cid)),
+            metadata=json.loads(row["doc_metadata"]), page_metadata=json.loads(row["page_metadata"]),
         ))
         if len(passages) == k:
             break

@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from .errors import IndexBusyError, IndexCorruptError, PeruQAError
 from .keyword import KeywordIndex
 from .vectors import VectorIndex
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "peru_qa.sqlite"
 MANIFEST_NAME = "manifest.json"
 
@@ -80,6 +80,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX chunks_doc ON chunks(doc_id);
     """,
+    # 2: document metadata (e.g. {"checked": "2026-11"} from a brief's "Checked:" line) and per-page metadata
+    # (e.g. {"ocr": true, "confidence": 91.2} for a page whose text came from OCR). JSON objects, '{}' if none.
+    """
+    ALTER TABLE documents ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE pages ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
 
@@ -97,6 +103,8 @@ class DocumentRecord:
     file_mtime: float | None
     added_at: str
     notes: str
+    #: Facts about the document as a whole (JSON object in the database), e.g. {"checked": "2026-11"}.
+    metadata: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -263,17 +271,23 @@ class Store:
         chunks = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         return int(docs), int(chunks)
 
-    def pages(self, doc_id: str) -> list[tuple[int, str, list[tuple[int, str]]]]:
+    def pages(self, doc_id: str) -> list[tuple[int, str, list[tuple[int, str]], dict]]:
+        """(page number, text, sections, page metadata) of every stored page of a document, in order."""
         rows = self.db.execute(
-            "SELECT page, text, sections FROM pages WHERE doc_id=? ORDER BY page", (doc_id,)
+            "SELECT page, text, sections, metadata FROM pages WHERE doc_id=? ORDER BY page", (doc_id,)
         ).fetchall()
-        return [(r["page"], r["text"], [tuple(s) for s in json.loads(r["sections"])]) for r in rows]
+        return [(r["page"], r["text"], [tuple(s) for s in json.loads(r["sections"])], json.loads(r["metadata"]))
+                for r in rows]
+
+    def page_metadata(self, doc_id: str, page: int) -> dict:
+        row = self.db.execute("SELECT metadata FROM pages WHERE doc_id=? AND page=?", (doc_id, page)).fetchone()
+        return json.loads(row[0]) if row else {}
 
     def page_text(self, doc_id: str, page: int) -> str:
         row = self.db.execute("SELECT text FROM pages WHERE doc_id=? AND page=?", (doc_id, page)).fetchone()
         return row[0] if row else ""
 
-    def write_document(self, record: DocumentRecord, pages: list[tuple[int, str, list]], chunks: list[ChunkRow],
+    def write_document(self, record: DocumentRecord, pages: list[tuple[int, str, list, dict]], chunks: list[ChunkRow],
                        vectors: np.ndarray, replace_ids: tuple[str, ...] = ()) -> None:
         """Insert one document with its chunks and vectors, replacing older versions, atomically."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -282,15 +296,15 @@ class Store:
                 db.execute("DELETE FROM documents WHERE id=?", (old,))
             db.execute(
                 "INSERT INTO documents(id, source, title, language, content_hash, paged, n_pages, n_chunks, "
-                "file_size, file_mtime, added_at, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "file_size, file_mtime, added_at, notes, metadata) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (record.id, record.source, record.title, record.language, record.content_hash, int(record.paged),
                  record.n_pages, record.n_chunks, record.file_size, record.file_mtime, record.added_at,
-                 record.notes),
+                 record.notes, json.dumps(record.metadata, ensure_ascii=False)),
             )
             db.executemany(
-                "INSERT INTO pages(doc_id, page, text, sections) VALUES (?,?,?,?)",
-                [(record.id, number, text, json.dumps(sections, ensure_ascii=False))
-                 for number, text, sections in pages],
+                "INSERT INTO pages(doc_id, page, text, sections, metadata) VALUES (?,?,?,?,?)",
+                [(record.id, number, text, json.dumps(sections, ensure_ascii=False),
+                  json.dumps(meta, ensure_ascii=False)) for number, text, sections, meta in pages],
             )
             db.executemany(
                 "INSERT INTO chunks(doc_id, page, section, start, end, text, terms, vector) VALUES (?,?,?,?,?,?,?,?)",
@@ -349,7 +363,9 @@ class Store:
             marks = ",".join("?" * len(batch))
             for row in self.db.execute(
                 "SELECT c.id, c.doc_id, c.page, c.section, c.start, c.end, c.text, d.title, d.source, d.language, "
-                f"d.paged FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+                "d.paged, d.metadata AS doc_metadata, COALESCE(p.metadata, '{}') AS page_metadata "
+                "FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                f"LEFT JOIN pages p ON p.doc_id = c.doc_id AND p.page = c.page WHERE c.id IN ({marks})",
                 batch,
             ):
                 out[row["id"]] = row
@@ -462,7 +478,7 @@ def _doc(row: sqlite3.Row) -> DocumentRecord:
         id=row["id"], source=row["source"], title=row["title"], language=row["language"],
         content_hash=row["content_hash"], paged=bool(row["paged"]), n_pages=row["n_pages"],
         n_chunks=row["n_chunks"], file_size=row["file_size"], file_mtime=row["file_mtime"],
-        added_at=row["added_at"], notes=row["notes"],
+        added_at=row["added_at"], notes=row["notes"], metadata=json.loads(row["metadata"] or "{}"),
     )
 
 
