@@ -243,3 +243,23 @@ def test_every_brief_states_when_it_was_checked():
     month = re.compile(r"20\d{2}-(0[1-9]|1[0-2])")
     missing = [p.name for p in _files() if not month.fullmatch(load(p).metadata.get("checked", ""))]
     assert not missing, f"no 'Checked: <Month YYYY>' line in the header of: {missing}"
+
+
+def test_search_results_carry_the_checked_date(default_kb):
+    """The chat shows when a brief was checked next to its citation: the date travels with every passage."""
+    hits = default_kb.retrieve("estado de emergencia en Pataz", k=8)
+    assert hits and any(h.page is not None for h in default_kb.retrieve("Pataz timeline 2024", k=10))
+    for hit in hits:
+        assert re.fullmatch(r"20\d{2}-\d{2}", hit.metadata.get("checked", "")), (hit.source, hit.metadata)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("- 2025 (early May): bodies found", [(2025, 5, None)]),
+    ("- 2025 (26–27 November): sentences", [(2025, 11, 26)]),
+    ("El 4 de mayo de 2025 y en setiembre de 2023", [(2025, 5, 4), (2023, 9, None)]),
+    ("On 16 March 2025, and in October 2024", [(2025, 3, 16), (2024, 10, None)]),
+    ("desde fines de 2023 (Decreto Supremo 002-2024-PCM)", [(2023, None, None)]),
+])
+def test_date_expressions_in_briefs(text, expected):
+    """Timeline entries, Spanish and English dates are read; decree numbers are not dates."""
+    assert [d[2] for d in _dates(text)] == expected
