@@ -123,3 +123,48 @@ def test_empty_file(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(ExtractionError, match="empty file"):
         load(path)
+
+
+# --- "Checked:" date in the header becomes document metadata ------------------------------------------
+
+def test_markdown_checked_line_becomes_metadata(tmp_path):
+    path = tmp_path / "brief.md"
+    path.write_text("# Brief\n\n*Written: November 2026. Checked: December 2026.*\n\nBody about Pataz.\n", "utf-8")
+    assert load(path).metadata == {"checked": "2026-12"}
+
+
+def test_spanish_revisado_month_is_parsed(tmp_path):
+    path = tmp_path / "informe.md"
+    path.write_text("# Informe\n\n*Redactado: noviembre de 2026.*\n*Revisado: septiembre de 2025.*\n\nTexto.\n",
+                    "utf-8")
+    assert load(path).metadata["checked"] == "2025-09"
+
+
+def test_pdf_checked_line_on_first_page(tmp_path):
+    path = make_pdf(tmp_path / "timeline.pdf", ["Timeline. Checked: March 2026. First page.", "Second page."])
+    assert load(path).metadata == {"checked": "2026-03"}
+
+
+def test_no_checked_line_or_unparseable_date_gives_no_metadata(tmp_path):
+    plain = tmp_path / "plain.md"
+    plain.write_text("# Plain\n\nNothing about when this was checked.\n", "utf-8")
+    assert "checked" not in load(plain).metadata
+    vague = tmp_path / "vague.txt"
+    vague.write_text("Checked: recently\n\nText.\n", "utf-8")
+    assert "checked" not in load(vague).metadata
+
+
+def test_checked_line_deep_in_the_body_is_not_the_header(tmp_path):
+    path = tmp_path / "long.md"
+    path.write_text("# Long\n\n" + "Filler sentence about coca. " * 80 + "\n\nChecked: January 2020.\n", "utf-8")
+    assert "checked" not in load(path).metadata
+
+
+def test_html_and_docx_checked_lines(tmp_path):
+    html = tmp_path / "page.html"
+    html.write_text("<html><body><h1>Nota</h1><p><em>Revisado: 1 de julio de 2026</em></p><p>Texto.</p></body></html>",
+                    "utf-8")
+    assert load(html).metadata == {"checked": "2026-07"}
+    doc = make_docx(tmp_path / "memo.docx", "Memo", [("heading", "Memo"), ("para", "Checked: May 2024."),
+                                                      ("para", "Body text about extortion in Trujillo.")])
+    assert load(doc).metadata == {"checked": "2024-05"}

@@ -76,7 +76,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("the index is empty: add documents with `peru-qa add FILES`")
     for d in docs:
         pages = f"{d.n_pages} p." if d.paged else ""
-        print(f"{d.id}  {d.language}  {d.n_chunks:>5} chunks {pages:>7}  {d.title or '(untitled)'}  ({d.source})")
+        checked = d.metadata.get("checked")
+        title = (d.title or "(untitled)") + (f"  [checked {checked}]" if checked else "")
+        print(f"{d.id}  {d.language}  {d.n_chunks:>5} chunks {pages:>7}  {title}  ({d.source})")
     return 0
 
 

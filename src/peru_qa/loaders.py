@@ -95,6 +95,7 @@ def load(path: str | Path, password: str | None = None) -> LoadedDocument:
             f"{max_text_bytes() / 1e6:.0f} M limit (set PERU_QA_MAX_TEXT_MB to raise it)"
         )
     sample = " ".join(p.text for p in pages[:5])[:5000]
+    checked = checked_date(pages[0].text)
     return LoadedDocument(
         path=path,
         title=_clean_title(title) or _title_from_filename(path),
@@ -103,7 +104,33 @@ def load(path: str | Path, password: str | None = None) -> LoadedDocument:
         content_hash=content_hash,
         paged=paged,
         notes=notes,
+        metadata={"checked": checked} if checked else {},
     )
+
+
+# --- "Checked:" date in a document's header ------------------------------------------------------
+
+#: How far into the first page a "Checked:" / "Revisado:" line is looked for (the header, not the body).
+CHECKED_HEAD_CHARS = 1500
+_CHECKED = re.compile(r"\b(?:Checked|Last checked|Revisado|Última revisión)\s*:\s*([^.\n*|]{3,40})", re.I)
+
+
+def checked_date(text: str) -> str | None:
+    """'YYYY-MM' from a "Checked: December 2026" / "Revisado: diciembre de 2026" line near the start, else None.
+
+    The chat shows this next to a citation so a reader knows how fresh a brief is. Month names are
+    parsed with dateparser (English and Spanish) rather than a hand-written month table.
+    """
+    match = _CHECKED.search(text[:CHECKED_HEAD_CHARS])
+    if not match:
+        return None
+    import dateparser
+
+    when = dateparser.parse(
+        match.group(1).strip(), languages=["en", "es"],
+        settings={"PREFER_DAY_OF_MONTH": "first", "REQUIRE_PARTS": ["month", "year"]},
+    )
+    return f"{when.year:04d}-{when.month:02d}" if when else None
 
 
 # --- text ---------------------------------------------------------------------------------------
