@@ -407,6 +407,37 @@ class Store:
                 out[row["id"]] = row
         return out
 
+    def chunk_sources(self) -> dict[int, str]:
+        """Chunk id → its document's source, in chunk id order (maps a chunk ranking to documents cheaply)."""
+        rows = self.db.execute("SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id ORDER BY c.id")
+        return {int(cid): source for cid, source in rows}
+
+    def integrity_problems(self) -> tuple[list[str], int]:
+        """What is wrong inside the database itself (derived files aside), and how many vectors have the wrong
+        size (those cannot be repaired by rebuilding: they need re-embedding)."""
+        problems: list[str] = []
+        dim = int(self.meta("dimension") or 0)
+        bad_vectors = self.db.execute(
+            "SELECT COUNT(*) FROM chunks WHERE length(vector) != ?", (dim * 4,)).fetchone()[0] if dim else 0
+        if bad_vectors:
+            problems.append(f"{bad_vectors} stored vectors have the wrong size")
+        orphans = self.db.execute(
+            "SELECT COUNT(*) FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)").fetchone()[0]
+        if orphans:
+            problems.append(f"{orphans} chunks belong to no document")
+        mismatched = self.db.execute(
+            "SELECT COUNT(*) FROM documents d WHERE n_chunks != (SELECT COUNT(*) FROM chunks c WHERE c.doc_id = d.id)"
+        ).fetchone()[0]
+        if mismatched:
+            problems.append(f"{mismatched} documents have a chunk count that does not match their chunks")
+        return problems, int(bad_vectors)
+
+    def chunk_texts(self) -> list[tuple[str, str, str]]:
+        """(document title, section, text) of every chunk, in chunk id order."""
+        rows = self.db.execute(
+            "SELECT d.title, c.section, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id ORDER BY c.id")
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def chunk_ids_where(self, doc_ids: list[str] | None, languages: list[str] | None) -> np.ndarray:
         sql = "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE 1=1"
         args: list[str] = []
