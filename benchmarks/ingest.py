@@ -29,6 +29,7 @@ def main() -> None:
 
     from peru_qa import KnowledgeBase
     from peru_qa.embeddings import get_embedder
+    from peru_qa.ingest import embedding_text
 
     embedder = get_embedder()
     embedder.encode(["warm up the model"])
@@ -44,9 +45,7 @@ def main() -> None:
         second = time.perf_counter() - started
         assert again.count("unchanged") == report.count("added"), again.summary()
 
-        rows = kb.store.db.execute(
-            "SELECT d.title, c.section, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id").fetchall()
-        texts = [kb._embedding_text(r[0], r[1], r[2]) for r in rows]
+        texts = [embedding_text(kb.embedder, title, section, text) for title, section, text in kb.store.chunk_texts()]
         started = time.perf_counter()
         embedder.encode(texts)
         bare = time.perf_counter() - started

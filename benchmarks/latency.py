@@ -40,11 +40,12 @@ def vocabulary() -> list[str]:
 
 def build(path: Path, size: int, rng: np.random.Generator) -> float:
     from peru_qa import KnowledgeBase
+    from peru_qa.ingest import record_model
     from peru_qa.store import ChunkRow, DocumentRecord, _now
     from peru_qa.text import keyword_tokens
 
     kb = KnowledgeBase(path)
-    kb._ensure_model_recorded()
+    record_model(kb)
     words = np.array(vocabulary())
     per_doc = 100
     started = time.perf_counter()
@@ -59,7 +60,7 @@ def build(path: Path, size: int, rng: np.random.Generator) -> float:
         record = DocumentRecord(f"filler{d:06d}", f"filler:{d}", f"Filler {d}", "es" if d % 2 else "en", f"h{d}",
                                 False, 1, per_doc, None, None, _now(), "")
         kb.store.write_document(record, [(1, "\n".join(texts), [], {})], rows, vectors)
-    kb._publish()
+    kb.indexes.publish()
     kb.close()
     return time.perf_counter() - started
 
@@ -69,7 +70,7 @@ def measure(path: Path, n_queries: int) -> dict:
 
     started = time.perf_counter()
     kb = KnowledgeBase(path)
-    kb._current()
+    kb.indexes.current()
     open_s = time.perf_counter() - started
     kb.embedder.encode(["warm up"], kind="query")
     kb.retrieve("warm up", k=5)

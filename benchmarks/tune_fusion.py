@@ -54,11 +54,10 @@ def load(folder: Path, split: str, dev: bool, k1: float = 0.9, b: float = 0.4) -
     if dev:
         qids = dev_half(qids)
     store = kb.store
-    rows = store.db.execute("SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id "
-                            "ORDER BY c.id").fetchall()
-    docs = sorted({r[1] for r in rows})
+    sources = store.chunk_sources()  # chunk id order, as all_vectors / all_terms
+    docs = sorted(set(sources.values()))
     pos = {d: i for i, d in enumerate(docs)}
-    chunk_doc = np.array([pos[r[1]] for r in rows])
+    chunk_doc = np.array([pos[source] for source in sources.values()])
     dim = int(store.meta("dimension"))
     _, vectors = store.all_vectors(dim)
     _, terms = store.all_terms()

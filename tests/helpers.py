@@ -78,3 +78,33 @@ class CountingEmbedder:
 
     def token_spans(self, text):
         return self.inner.token_spans(text)
+
+
+class HashEmbedder:
+    """A tiny deterministic embedder (hashed word counts) for tests that start many processes: it imports no
+    model, so a process is ready in half a second. Words are its tokens."""
+
+    name = "test-hash-embedder"
+    dim = 64
+    max_tokens = 256
+
+    def encode(self, texts, *, kind="passage", batch_size=32):
+        import re
+        import zlib
+
+        import numpy as np
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[row, zlib.crc32(word.encode()) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1.0, norms)
+
+    def count_tokens(self, texts):
+        return [len(self.token_spans(t)) for t in texts]
+
+    def token_spans(self, text):
+        import re
+
+        return [m.span() for m in re.finditer(r"\w+|[^\w\s]", text)]

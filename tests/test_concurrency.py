@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 from filelock import FileLock
@@ -111,3 +113,63 @@ def test_open_knowledge_base_sees_documents_added_by_another_process(tmp_path, e
     assert main(["remove", "two.txt", "--index", str(index)]) == 0
     assert kb.retrieve("cocaine seizures at the port of Chimbote", k=1)[0].source.endswith("one.txt")
     kb.close()
+
+
+# Each worker creates, round after round, a new index together with the others: all of them wait for a "go" file
+# so that they open the index at the same moment (the race is in creating the database, not in loading a model).
+CREATOR = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[4])
+    from helpers import HashEmbedder
+    from peru_qa import KnowledgeBase
+    base, worker, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    for r in range(rounds):
+        (base / f"ready-{r}-{worker}").touch()
+        while not (base / f"go-{r}").exists():
+            time.sleep(0.002)
+        try:
+            with KnowledgeBase(base / f"ix-{r}", embedder=HashEmbedder()) as kb:
+                report = kb.add([base / "docs" / f"{worker}-{r}.txt"])
+            print(r, report.summary(), flush=True)
+        except Exception as exc:
+            print(r, "ERROR", type(exc).__name__, exc, flush=True)
+""")
+
+
+def test_writers_creating_a_new_index_together_all_land(tmp_path):
+    """Regression: two `add` processes on an index folder that did not exist yet; one failed with "database is
+    locked" (switching the new database to WAL) and its documents were lost."""
+    workers, rounds = 4, 20
+    (tmp_path / "docs").mkdir()
+    for w in range(workers):
+        for r in range(rounds):
+            (tmp_path / "docs" / f"{w}-{r}.txt").write_text(
+                f"Field report {w}-{r}: traders in district {w} paid extortion fees in round {r}.", encoding="utf-8")
+    procs = [subprocess.Popen([sys.executable, "-c", CREATOR, str(tmp_path), str(w), str(rounds),
+                               str(Path(__file__).parent)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for w in range(workers)]
+    try:
+        for r in range(rounds):
+            deadline = time.monotonic() + 60
+            while sum((tmp_path / f"ready-{r}-{w}").exists() for w in range(workers)) < workers:
+                assert all(p.poll() is None for p in procs), "a writer process died"
+                assert time.monotonic() < deadline, f"writers never got ready for round {r}"
+                time.sleep(0.002)
+            (tmp_path / f"go-{r}").touch()
+        outputs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for (out, err), proc in zip(outputs, procs):
+        assert proc.returncode == 0, err
+        assert "ERROR" not in out, out + err
+        assert out.count("1 added") == rounds, out + err
+    from helpers import HashEmbedder
+
+    for r in range(rounds):
+        with KnowledgeBase(tmp_path / f"ix-{r}", embedder=HashEmbedder()) as kb:
+            sources = sorted(Path(d.source).name for d in kb.documents())
+            assert sources == sorted(f"{w}-{r}.txt" for w in range(workers)), f"round {r}: {sources}"
+            assert kb.check(repair=False).ok

@@ -236,3 +236,30 @@ def test_schema_v1_index_is_migrated_with_empty_metadata(tmp_path):
         assert store.pages("d1") == [(1, "text", [], {})]
     finally:
         store.close()
+
+
+def test_rank_and_chunk_sources_give_evaluation_the_ranking_retrieve_uses(kb, corpus):
+    """Evaluation and benchmarks score `kb.rank` + `kb.chunk_sources` instead of reaching into the store; a drift
+    from `retrieve` (another fusion, another candidate depth) would make their figures describe another system."""
+    kb.add([corpus])
+    sources = kb.chunk_sources()
+    assert sorted(sources) == list(sources) and len(sources) == kb.stats()["chunks"]
+    assert {s.rsplit("/", 1)[-1] for s in sources.values()} == {p.name for p in corpus.iterdir()}
+    for mode in ("hybrid", "dense", "keyword"):
+        query = "extortion of bus drivers in Lima"
+        hits = kb.retrieve(query, k=3, mode=mode)
+        ranked = kb.rank(query, mode=mode)
+        assert [int(i) for i in ranked.ids[:3]] == [h.chunk_id for h in hits]
+        assert sources[int(ranked.ids[0])] == hits[0].source
+    qvec = kb.embedder.encode(["coca eradication"], kind="query")[0]
+    assert list(kb.rank("coca eradication", qvec=qvec).ids) == list(kb.rank("coca eradication").ids)
+
+
+def test_check_reports_a_chunk_count_that_does_not_match_and_does_not_hide_it(kb, corpus):
+    kb.add([corpus])
+    assert kb.check(repair=False).ok
+    with kb.store.transaction() as db:
+        db.execute("UPDATE documents SET n_chunks = n_chunks + 1 WHERE id = (SELECT MIN(id) FROM documents)")
+    report = kb.check()
+    assert not report.ok
+    assert report.problems == ["1 documents have a chunk count that does not match their chunks"]

@@ -312,22 +312,18 @@ def run_queries(kb, evalset: EvalSet, mode: str, key: Callable[[str], str],
                 depth: int = CHUNK_DEPTH) -> tuple[dict[str, list[str]], float]:
     """Document rankings (top 100) for every query of the set, and the seconds spent.
 
-    Runs the same `retrieval.rank` that `KnowledgeBase.retrieve` uses, with the query embeddings computed in
+    Runs `KnowledgeBase.rank`, the ranking behind `KnowledgeBase.retrieve`, with the query embeddings computed in
     one batch and chunks mapped to documents without fetching their text. `key` maps a document's source to
     the id the qrels use."""
-    from .retrieval import rank
-
     started = time.perf_counter()
-    derived = kb._current()
-    rows = kb.store.db.execute("SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id")
-    doc_of = {int(cid): key(source) for cid, source in rows}
+    doc_of = {cid: key(source) for cid, source in kb.chunk_sources().items()}
     qids = [q for q in evalset.qrels if evalset.queries[q].strip()]
     texts = [evalset.queries[q].strip() for q in qids]
-    embedder = kb.embedder if mode != "keyword" and len(derived.vectors) else None
+    embedder = kb.embedder if mode != "keyword" and doc_of else None
     qvecs = embedder.encode(texts, kind="query", batch_size=64) if embedder is not None else [None] * len(texts)
     run: dict[str, list[str]] = {}
     for qid, text, qvec in zip(qids, texts, qvecs):
-        ranked = rank(text, max(depth, kb.fusion.candidates), mode, derived, embedder, None, kb.fusion, qvec=qvec)
+        ranked = kb.rank(text, depth, mode, qvec=qvec)
         docs: dict[str, None] = {}
         for cid in ranked.ids:
             doc = doc_of.get(int(cid))

@@ -200,8 +200,7 @@ def _complete(union: np.ndarray, ids: np.ndarray, scores: np.ndarray, scorer: Sc
 
 def _dense_scorer(derived: Derived, qvec: np.ndarray) -> Scorer:
     def score(ids: np.ndarray) -> np.ndarray:
-        vectors = derived.vectors.index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
-        return vectors @ qvec
+        return derived.vectors.vectors(ids) @ qvec
 
     return score
 

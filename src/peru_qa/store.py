@@ -22,11 +22,12 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from filelock import FileLock
@@ -40,6 +41,7 @@ from .vectors import VectorIndex
 SCHEMA_VERSION = 2
 DB_NAME = "peru_qa.sqlite"
 MANIFEST_NAME = "manifest.json"
+T = TypeVar("T")
 
 # Numbered migrations: MIGRATIONS[i] takes the database from user_version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -141,6 +143,16 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def lock_timeout() -> float:
+    """Seconds a writer waits for another one (PERU_QA_LOCK_TIMEOUT, default 120)."""
+    return max(1.0, env_float("PERU_QA_LOCK_TIMEOUT", 120.0))
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
+
+
 class Store:
     def __init__(self, path: Path, create: bool = True):
         self.path = Path(path)
@@ -148,24 +160,43 @@ class Store:
             if not create:
                 raise PeruQAError(f"no index at {self.path} (create one with `peru-qa add FILES --index {self.path}`)")
             self.path.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path / DB_NAME, timeout=60, check_same_thread=False,
+        self.db = sqlite3.connect(self.path / DB_NAME, timeout=lock_timeout(), check_same_thread=False,
                                   isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self._lock = FileLock(str(self.path / ".lock"))
         self._depth = 0
         try:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            version = self._schema_version()
-            if version > len(MIGRATIONS):
-                raise PeruQAError(
-                    f"index schema v{version} is newer than this peru-qa (v{len(MIGRATIONS)}): upgrade peru-qa")
-            if version < len(MIGRATIONS):
-                with self.writer():
-                    self._migrate()
+            self._open()
         except sqlite3.DatabaseError as exc:
+            self.db.close()
+            if isinstance(exc, sqlite3.OperationalError) and _is_locked(exc):
+                raise IndexBusyError(
+                    f"index database {self.path / DB_NAME} stayed locked by another process for "
+                    f"{lock_timeout():.0f} s (try again, or raise PERU_QA_LOCK_TIMEOUT)") from exc
             raise IndexCorruptError(f"index database {self.path / DB_NAME} is unreadable: {exc}") from exc
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _open(self) -> None:
+        """Create or migrate the database under the writer lock, so that processes opening a new index together
+        queue instead of failing: switching to WAL needs an exclusive lock that sqlite's busy timeout does not
+        wait for, and two processes migrating at once would both try to create the tables."""
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        journal, version = _while_locked(self._header)
+        if version > len(MIGRATIONS):
+            raise PeruQAError(
+                f"index schema v{version} is newer than this peru-qa (v{len(MIGRATIONS)}): upgrade peru-qa")
+        if journal != "wal" or version < len(MIGRATIONS):
+            with self.writer():
+                _while_locked(lambda: self.db.execute("PRAGMA journal_mode=WAL").fetchone())
+                _while_locked(self._migrate)
+
+    def _header(self) -> tuple[str, int]:
+        """(journal mode, schema version), read without changing anything."""
+        journal = str(self.db.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        return journal, self._schema_version()
 
     def close(self) -> None:
         self.db.close()
@@ -178,9 +209,14 @@ class Store:
         """Apply the migrations this database lacks (caller holds the writer lock; re-reads the version)."""
         for number in range(self._schema_version(), len(MIGRATIONS)):
             # One script = one transaction: the schema and its version change together.
-            self.db.executescript(
-                f"BEGIN IMMEDIATE;{MIGRATIONS[number]};PRAGMA user_version={number + 1};COMMIT;"
-            )
+            try:
+                self.db.executescript(
+                    f"BEGIN IMMEDIATE;{MIGRATIONS[number]};PRAGMA user_version={number + 1};COMMIT;"
+                )
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -222,7 +258,7 @@ class Store:
     @contextmanager
     def writer(self, timeout: float | None = None) -> Iterator[None]:
         """Exclusive writer lock; waits (saying so once on stderr) and gives up with a clear error."""
-        timeout = env_float("PERU_QA_LOCK_TIMEOUT", 120.0) if timeout is None else timeout
+        timeout = lock_timeout() if timeout is None else timeout
         try:
             self._lock.acquire(timeout=0)
         except LockTimeout:
@@ -371,6 +407,37 @@ class Store:
                 out[row["id"]] = row
         return out
 
+    def chunk_sources(self) -> dict[int, str]:
+        """Chunk id → its document's source, in chunk id order (maps a chunk ranking to documents cheaply)."""
+        rows = self.db.execute("SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id ORDER BY c.id")
+        return {int(cid): source for cid, source in rows}
+
+    def integrity_problems(self) -> tuple[list[str], int]:
+        """What is wrong inside the database itself (derived files aside), and how many vectors have the wrong
+        size (those cannot be repaired by rebuilding: they need re-embedding)."""
+        problems: list[str] = []
+        dim = int(self.meta("dimension") or 0)
+        bad_vectors = self.db.execute(
+            "SELECT COUNT(*) FROM chunks WHERE length(vector) != ?", (dim * 4,)).fetchone()[0] if dim else 0
+        if bad_vectors:
+            problems.append(f"{bad_vectors} stored vectors have the wrong size")
+        orphans = self.db.execute(
+            "SELECT COUNT(*) FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)").fetchone()[0]
+        if orphans:
+            problems.append(f"{orphans} chunks belong to no document")
+        mismatched = self.db.execute(
+            "SELECT COUNT(*) FROM documents d WHERE n_chunks != (SELECT COUNT(*) FROM chunks c WHERE c.doc_id = d.id)"
+        ).fetchone()[0]
+        if mismatched:
+            problems.append(f"{mismatched} documents have a chunk count that does not match their chunks")
+        return problems, int(bad_vectors)
+
+    def chunk_texts(self) -> list[tuple[str, str, str]]:
+        """(document title, section, text) of every chunk, in chunk id order."""
+        rows = self.db.execute(
+            "SELECT d.title, c.section, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id ORDER BY c.id")
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def chunk_ids_where(self, doc_ids: list[str] | None, languages: list[str] | None) -> np.ndarray:
         sql = "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE 1=1"
         args: list[str] = []
@@ -480,6 +547,21 @@ def _doc(row: sqlite3.Row) -> DocumentRecord:
         n_chunks=row["n_chunks"], file_size=row["file_size"], file_mtime=row["file_mtime"],
         added_at=row["added_at"], notes=row["notes"], metadata=json.loads(row["metadata"] or "{}"),
     )
+
+
+def _while_locked(step: Callable[[], T]) -> T:
+    """Run `step`, retrying while sqlite reports the database locked (cases its busy timeout does not cover,
+    such as another process switching the journal mode), up to the lock timeout."""
+    deadline = time.monotonic() + lock_timeout()
+    pause = 0.01
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if not _is_locked(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 def _batches(items: list, size: int):

@@ -1,0 +1,152 @@
+"""Keeping an index sound: mirror a folder (sync), rebuild the derived indexes or re-embed with another model
+from the stored page texts (no original files needed), and check that every chunk has exactly one vector and one
+keyword entry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .chunking import chunk_document
+from .config import SUPPORTED_SUFFIXES
+from .ingest import AddReport, FileResult, Owner, ProgressFn, chunk_rows, embed_chunks, iter_files, page_rows
+from .loaders import LoadedDocument, Page
+
+
+@dataclass
+class CheckReport:
+    problems: list[str]
+    repaired: list[str]
+    documents: int
+    chunks: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class Maintained(Owner, Protocol):
+    """What maintenance needs from the knowledge base beyond what adding needs."""
+
+    def add(self, paths, *, progress: ProgressFn | None = None, exclude: Iterable[str] = ()) -> AddReport: ...
+
+    def rebuild(self, model: str | None = None, progress: ProgressFn | None = None) -> dict: ...
+
+
+def sync_folder(kb: Maintained, folder: str | Path, progress: ProgressFn | None = None,
+                exclude: Iterable[str] = ("README.md",)) -> AddReport:
+    """Make the index mirror a folder: add new and changed files, drop files that vanished."""
+    folder = Path(folder).resolve()
+    report = kb.add([folder], progress=progress, exclude=exclude)
+    gone = [d for d in kb.store.documents()
+            if Path(d.source).is_relative_to(folder) and not Path(d.source).exists()]
+    if gone:
+        with kb.store.writer():
+            kb.store.delete_documents([d.id for d in gone])
+        kb.indexes.publish()
+        report.results += [FileResult(d.source, "removed", "file no longer exists", doc_id=d.id,
+                                      title=d.title) for d in gone]
+    return report
+
+
+def is_stale(kb: Maintained, folder: str | Path, exclude: Iterable[str] = ("README.md",)) -> bool:
+    """Cheap check (file sizes and times) whether `sync_folder` would change anything."""
+    folder = Path(folder).resolve()
+    known = {d.source: d for d in kb.store.documents() if Path(d.source).is_relative_to(folder)}
+    seen = 0
+    for path, _ in iter_files([folder], exclude):
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            continue
+        doc = known.get(str(path.resolve()))
+        stat = path.stat()
+        if doc is None or doc.file_size != stat.st_size or doc.file_mtime != stat.st_mtime:
+            return True
+        seen += 1
+    return seen != len(known) or kb.store.manifest().get("generation") != kb.store.generation
+
+
+def reindex(kb: Owner) -> dict:
+    """Rebuild the derived indexes from the stored vectors and terms (same model)."""
+    with kb.store.writer():
+        derived = kb.indexes.build()
+        kb.indexes.save(derived)
+    return {"model": kb.model_name, "re_embedded": 0, "chunks": len(derived.vectors)}
+
+
+def re_embed(kb: Owner, progress: ProgressFn | None = None) -> dict:
+    """Re-cut every document's chunks for `kb.embedder`'s tokenizer and re-embed them from the stored page texts.
+
+    The caller has switched `kb` to the new model already."""
+    store, embedder = kb.store, kb.embedder
+    docs = store.documents()
+    prepared = []
+    for n, record in enumerate(docs):
+        if progress:
+            progress(n, len(docs), record.title)
+        pages = [Page(number, text, sections, meta) for number, text, sections, meta in store.pages(record.id)]
+        doc = LoadedDocument(Path(record.source), record.title, pages, record.language,
+                             record.content_hash, record.paged, metadata=record.metadata)
+        chunks = chunk_document(doc, embedder)
+        prepared.append((record, pages, chunks, embed_chunks(embedder, record.title, chunks)))
+    # One transaction: a crash leaves the index wholly on the old model or wholly on the new one.
+    with store.writer():
+        with store.transaction():
+            store.set_meta("model", kb.model_name)
+            store.set_meta("dimension", str(embedder.dim))
+            for record, pages, chunks, vectors in prepared:
+                record.n_chunks = len(chunks)
+                store.write_document(record, page_rows(pages), chunk_rows(record.title, record.language, chunks),
+                                     vectors, replace_ids=(record.id,))
+        derived = store.build_derived(embedder.dim)
+        kb.indexes.save(derived)
+    if progress:
+        progress(len(docs), len(docs), "done")
+    return {"model": kb.model_name, "re_embedded": sum(len(p[2]) for p in prepared), "chunks": len(derived.vectors)}
+
+
+def check(kb: Maintained, repair: bool = True) -> CheckReport:
+    """Every chunk has exactly one vector and one keyword entry; counts match the manifest.
+
+    Problems of the derived files are repaired (rebuilt from the database) when `repair`; problems of the
+    database itself are only reported."""
+    store = kb.store
+    db_ids = store.chunk_ids()
+    docs, chunks = store.counts()
+    problems, bad_vectors = store.integrity_problems()
+    derived_problems: list[str] = []
+    manifest = store.manifest()
+    if not manifest:
+        derived_problems.append("manifest.json is missing")
+    elif manifest.get("damaged"):
+        derived_problems.append("manifest.json is damaged")
+    else:
+        if manifest.get("generation") != store.generation:
+            derived_problems.append("manifest is behind the database (an interrupted write)")
+        if (manifest.get("documents"), manifest.get("chunks")) != (docs, chunks):
+            derived_problems.append(
+                f"manifest counts {manifest.get('documents')} documents / {manifest.get('chunks')} chunks, "
+                f"database has {docs} / {chunks}")
+    derived = store.load_derived()
+    if derived is None:
+        derived_problems.append("vector or keyword index files are missing, damaged or stale")
+    else:
+        for name, ids in (("vector", derived.vectors.ids()), ("keyword", derived.keyword.chunk_ids)):
+            if len(np.unique(ids)) != len(ids):
+                derived_problems.append(f"duplicate {name} entries")
+            if not np.array_equal(np.sort(ids), db_ids):
+                missing = len(np.setdiff1d(db_ids, ids))
+                extra = len(np.setdiff1d(ids, db_ids))
+                derived_problems.append(f"{name} index: {missing} chunks missing, {extra} orphan entries")
+    repaired: list[str] = []
+    if derived_problems and repair and not bad_vectors:
+        kb.rebuild()
+        repaired = derived_problems
+        derived_problems = []
+    return CheckReport(problems + derived_problems, repaired, docs, chunks)
+
+
+__all__ = ["CheckReport", "sync_folder", "is_stale", "reindex", "re_embed", "check"]
