@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from .errors import (
     ModelMismatchError,
     PeruQAError,
 )
-from .loaders import LoadedDocument, Page, file_hash, load
+from .loaders import LoadedDocument, Page, PageProgress, file_hash, load
 from .retrieval import MODES, Filters, FusionParams, Passage, fusion_for_model, search
 from .store import ChunkRow, Derived, DocumentRecord, Store, _now
 from .text import detect_language, keyword_tokens
@@ -208,19 +209,24 @@ class KnowledgeBase:
             paths = [paths]
         files = iter_files(paths, exclude)
         return self._ingest(
-            ((str(path), lambda path=path, explicit=explicit: self._prepare_file(path, explicit, password))
+            ((str(path), lambda pages, path=path, explicit=explicit: self._prepare_file(path, explicit, password,
+                                                                                         pages))
              for path, explicit in files),
             len(files), progress, on_result)
 
     def add_texts(self, items: Iterable[TextDocument], progress: ProgressFn | None = None) -> AddReport:
         """Index texts that are not files (notes, records of a dataset), keyed by `source`."""
         items = list(items)
-        return self._ingest(((item.source, lambda item=item: self._prepare_text(item)) for item in items),
+        return self._ingest(((item.source, lambda pages, item=item: self._prepare_text(item)) for item in items),
                             len(items), progress)
 
-    def _ingest(self, jobs: Iterable[tuple[str, Callable[[], FileResult | _Pending]]], total: int,
+    def _ingest(self, jobs: Iterable[tuple[str, Callable[[PageProgress | None], FileResult | _Pending]]], total: int,
                 progress: ProgressFn | None, on_result: Callable[[FileResult], None] | None = None) -> AddReport:
-        """Prepare documents, embed them in shared batches, then commit each one on its own."""
+        """Prepare documents, embed them in shared batches, then commit each one on its own.
+
+        Each job's `prepare` gets a per-page callback (OCR of long scans) that reports through `progress` as
+        "scan.pdf: OCR page 12/300"; an exception raised by `progress` stops the batch (after publishing what
+        was committed) whether it comes between files or between pages."""
         results: list[FileResult | None] = []
         pending: list[tuple[int, _Pending]] = []
         wrote = False
@@ -248,7 +254,8 @@ class KnowledgeBase:
             for done, (name, prepare) in enumerate(jobs):
                 if progress:
                     progress(done, total, Path(name).name)
-                outcome = self._guarded(name, prepare)
+                pages = _page_reporter(progress, done, total, Path(name).name)
+                outcome = self._guarded(name, lambda prepare=prepare, pages=pages: prepare(pages))
                 results.append(None)
                 if isinstance(outcome, FileResult):
                     settle(len(results) - 1, outcome)
@@ -263,7 +270,7 @@ class KnowledgeBase:
                 if sum(len(p.chunks) for _, p in pending) >= _embed_batch_chunks():
                     flush()
             flush()
-        except BaseException:
+        except BaseException as exc:
             # Interrupted (lock timeout, Ctrl+C): what was committed stays; publish it only if nobody is writing,
             # otherwise the next reader or writer does (derived files are rebuilt from SQLite when stale).
             if wrote and self.store.try_lock():
@@ -271,6 +278,8 @@ class KnowledgeBase:
                     self._publish_locked()
                 finally:
                     self.store.unlock()
+            if isinstance(exc, _ProgressStop):
+                raise exc.error from None
             raise
         else:
             if wrote:
@@ -295,7 +304,8 @@ class KnowledgeBase:
         except Exception as exc:  # a loader bug on one odd file must not stop the batch
             return FileResult(shown, "failed", f"unexpected error: {type(exc).__name__}: {exc}"[:300])
 
-    def _prepare_file(self, path: Path, explicit: bool, password: str | None) -> FileResult | _Pending:
+    def _prepare_file(self, path: Path, explicit: bool, password: str | None,
+                      pages: PageProgress | None = None) -> FileResult | _Pending:
         shown = str(path)
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             if not explicit:
@@ -323,8 +333,21 @@ class KnowledgeBase:
                 return FileResult(shown, "moved", f"was {twin.source}", doc_id=twin.id, title=twin.title)
             return FileResult(shown, "unchanged", f"same content as {Path(twin.source).name!r}",
                               doc_id=twin.id, title=twin.title)
-        doc = load(path, password=password)
-        return self._prepare(shown, doc, source, existing, stat.st_size, stat.st_mtime)
+        cache = self._ocr_cache(content_hash)
+        try:
+            doc = load(path, password=password, progress=pages, ocr_cache=cache.parent)
+            outcome = self._prepare(shown, doc, source, existing, stat.st_size, stat.st_mtime)
+        except Exception:
+            shutil.rmtree(cache, ignore_errors=True)  # a final failure; an interruption keeps the OCR'd pages
+            raise
+        if isinstance(outcome, FileResult):
+            shutil.rmtree(cache, ignore_errors=True)
+        return outcome
+
+    def _ocr_cache(self, content_hash: str) -> Path:
+        """Pages OCR'd for a file not yet committed (loaders keys them by content hash, page, dpi, languages):
+        an interrupted `add` resumes without redoing them; removed once the file is committed or has failed."""
+        return self.path / "ocr-cache" / content_hash[:20]
 
     def _prepare_text(self, item: TextDocument) -> FileResult | _Pending:
         if not item.text.strip():
@@ -365,6 +388,8 @@ class KnowledgeBase:
             current = self.store.document_by_source(item.source)
             self.store.write_document(record, _page_rows(doc.pages), rows, vectors,
                                       replace_ids=(current.id,) if current else ())
+        if any(p.metadata.get("ocr") for p in doc.pages):
+            shutil.rmtree(self._ocr_cache(doc.content_hash), ignore_errors=True)
         return FileResult(item.shown, "replaced" if item.existing else "added", "; ".join(doc.notes),
                           doc_id=doc_id, title=doc.title, pages=len(doc.pages), chunks=len(chunks))
 
@@ -653,6 +678,32 @@ class KnowledgeBase:
             repaired = derived_problems
             derived_problems = []
         return CheckReport(problems + derived_problems, repaired, docs, chunks)
+
+
+class _ProgressStop(BaseException):
+    """An exception raised by a progress callback during a file's OCR: carried past the per-file error
+    handling (which would record it as that file's failure) so that it stops the batch like Ctrl+C."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _page_reporter(progress: ProgressFn | None, done: int, total: int, name: str) -> PageProgress | None:
+    """The per-page callback for one file: "scan.pdf: OCR page 12/300" through the per-file progress."""
+    if progress is None:
+        return None
+    shown = name if len(name) <= 32 else f"{name[:20]}…{name[-11:]}"
+
+    def report(pages_done: int, pages_total: int) -> None:
+        what = (f"{shown}: OCR page {pages_done + 1}/{pages_total}" if pages_done < pages_total
+                else f"{shown}: OCR done, {pages_total} pages")
+        try:
+            progress(done, total, what)
+        except BaseException as exc:
+            raise _ProgressStop(exc) from exc
+
+    return report
 
 
 def _page_rows(pages: list[Page]) -> list[tuple[int, str, list, dict]]:
