@@ -79,6 +79,20 @@ def test_ocr_of_rendered_spanish_and_english_text_is_accurate():
     assert "Núñez" in ocr.recognize(render(SPANISH), 300).text
 
 
+def test_words_hyphenated_across_lines_are_joined_and_line_offsets_follow():
+    words = [(1, 1, 1, "La"), (1, 1, 1, "organi-"), (1, 1, 2, "zación"), (1, 1, 2, "criminal"),
+             (1, 2, 1, "cobra"), (1, 2, 1, "cupos."), (2, 1, 1, "Fin.")]
+    data = {"level": [5] * len(words), "block_num": [w[0] for w in words], "par_num": [w[1] for w in words],
+            "line_num": [w[2] for w in words], "text": [w[3] for w in words], "conf": [90, 80, 70, 60, 90, 90, -1],
+            "left": [10 * i for i in range(len(words))], "top": [20 * w[2] for w in words],
+            "width": [8] * len(words), "height": [10] * len(words)}
+    text, confidence, lines = ocr._assemble(data)
+    # A paragraph that starts in mid-sentence is one line on; a new block is a new paragraph.
+    assert text == "La organización criminal\ncobra cupos.\n\nFin."
+    assert confidence == pytest.approx(80)  # the -1 (no confidence) is left out
+    assert [text[a:b] for a, b, *_ in lines] == ["La organi", "zación criminal", "cobra cupos.", "Fin."]
+
+
 def test_character_error_rate_counts_edits():
     assert ocr.character_error_rate("señor", "señor") == 0
     assert ocr.character_error_rate("señor", "senor") == pytest.approx(1 / 5)
@@ -87,7 +101,7 @@ def test_character_error_rate_counts_edits():
 
 
 @needs_tesseract
-def test_mixed_pdf_keeps_page_numbers_and_marks_only_the_scanned_page(tmp_path, kb):
+def test_mixed_pdf_keeps_page_numbers_and_marks_only_the_scanned_page(tmp_path, kb, capsys):
     born_digital = "Page one is typed text about coca growers in the VRAEM valley and their unions. " * 3
     path = image_pdf(tmp_path / "mixed.pdf", [born_digital, render(SPANISH), "Page three: typed text again."])
     doc = load(path)
@@ -103,6 +117,11 @@ def test_mixed_pdf_keeps_page_numbers_and_marks_only_the_scanned_page(tmp_path, 
     assert hit.page == 2 and hit.page_metadata["ocr"] is True and hit.page_metadata["confidence"] > 80
     typed = kb.retrieve("coca growers unions", k=1, mode="keyword")[0]
     assert typed.page == 1 and not typed.page_metadata.get("ocr")
+    # The command line marks OCR'd sources so that the reader checks the scan.
+    from peru_qa.cli import main
+
+    assert main(["search", "mercurio dragas", "--index", str(kb.path), "--k", "1", "--mode", "keyword"]) == 0
+    assert "mixed · p. 2 · OCR " in capsys.readouterr().out
 
 
 @needs_tesseract

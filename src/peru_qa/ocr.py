@@ -187,8 +187,8 @@ def _assemble(data: dict) -> tuple[str, float, list[tuple[int, int, int, int, in
     for (block, par, _), indices in rows.items():
         line_text = " ".join(str(data["text"][i]).strip() for i in indices)
         if previous is not None:
-            if previous != (block, par):
-                separator = "\n\n"
+            if previous != (block, par) and not (parts[-1][-1:].isalpha() and line_text[:1].islower()):
+                separator = "\n\n"  # (a "paragraph" that starts mid-sentence is a layout guess: kept as a line)
             elif _HYPHENATED.search(parts[-1]) and line_text[:1].islower():
                 parts[-1] = parts[-1][:-1]  # "organi-" + "zación" -> "organización"
                 length -= 1
