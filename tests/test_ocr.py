@@ -125,6 +125,35 @@ def test_mixed_pdf_keeps_page_numbers_and_marks_only_the_scanned_page(tmp_path, 
 
 
 @needs_tesseract
+def test_scan_with_a_stamp_in_its_text_layer_is_ocrd(tmp_path):
+    """A scanned page whose text layer holds only a stamp ("Página 2 de 3") is a scan, not a text page."""
+    from fpdf import FPDF
+    from PIL import Image
+
+    image = Image.new("L", (2250, 3000), 255)  # a whole scanned sheet, text at the top
+    image.paste(render(SPANISH), (0, 0))
+    png = tmp_path / "scan.png"
+    image.save(png, dpi=(300, 300))
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=9)
+    pdf.set_auto_page_break(False)
+    pdf.add_page()
+    pdf.image(str(png), x=10, y=20, w=190)
+    pdf.set_xy(150, 280)
+    pdf.cell(40, 5, "Página 2 de 3")
+    pdf.add_page()  # a typed page with a small logo keeps its text layer
+    pdf.image(str(png), x=10, y=10, w=20)
+    pdf.set_xy(10, 40)
+    pdf.multi_cell(0, 6, "Informe final")
+    path = tmp_path / "stamped.pdf"
+    pdf.output(str(path))
+    doc = load(path)
+    assert doc.pages[0].metadata.get("ocr") is True
+    assert ocr.character_error_rate(SPANISH, doc.pages[0].text.replace("Página 2 de 3", "")) <= 0.05
+    assert doc.pages[1].text == "Informe final" and not doc.pages[1].metadata
+
+
+@needs_tesseract
 def test_multipage_tiff_is_one_page_per_frame(tmp_path):
     first, second = render(ENGLISH), render(SPANISH)
     path = tmp_path / "scan.tiff"

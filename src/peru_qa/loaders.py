@@ -445,7 +445,7 @@ def _is_scan(page) -> bool:
         width, height = page.get_size()
         covered = 0.0
         for obj in page.get_objects(filter=[raw.FPDF_PAGEOBJ_IMAGE], max_depth=2):
-            left, bottom, right, top = obj.get_pos()
+            left, bottom, right, top = obj.get_bounds()
             covered += max(0.0, min(right, width) - max(left, 0)) * max(0.0, min(top, height) - max(bottom, 0))
         return covered >= _SCAN_COVERAGE * width * height
     except Exception:
