@@ -49,12 +49,12 @@ def test_add_search_list_stats_remove(tmp_path, docs, capsys, embedder):
 
 
 def test_failed_file_gives_nonzero_exit_and_one_line(tmp_path, docs, capsys, embedder):
-    bad = tmp_path / "image.png"
-    bad.write_bytes(b"\x89PNG")
+    bad = tmp_path / "image.gif"
+    bad.write_bytes(b"GIF89a")
     code = main(["add", str(docs / "a.md"), str(bad), "--index", str(tmp_path / "idx")])
     assert code == 1
     out = capsys.readouterr().out
-    assert f"failed: {bad} (unsupported file type '.png'" in out
+    assert f"failed: {bad} (unsupported file type '.gif'" in out
     assert f"added: {docs / 'a.md'}" in out
 
 

@@ -48,6 +48,15 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _ocr_mark(passage) -> str:
+    """' · OCR 87%' for text recognised from a scan: the reader should check the page image for exact words."""
+    meta = getattr(passage, "page_metadata", None) or {}
+    if not meta.get("ocr"):
+        return ""
+    confidence = meta.get("confidence")
+    return f" · OCR {confidence:.0f}%" if isinstance(confidence, (int, float)) else " · OCR"
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     filters = {"doc_id": args.doc, "language": args.lang}
     with _open(args, create=False) as kb:
@@ -60,7 +69,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     for n, hit in enumerate(hits, 1):
         where = f"p. {hit.page}" if hit.page else Path(hit.source).name
         section = f" · {hit.section}" if hit.section and hit.section != hit.title else ""
-        print(f"[{n}] {hit.score:.3f}  {hit.title} · {where}{section}  (doc {hit.doc_id}, chunk {hit.chunk_id})")
+        print(f"[{n}] {hit.score:.3f}  {hit.title} · {where}{section}{_ocr_mark(hit)}  "
+              f"(doc {hit.doc_id}, chunk {hit.chunk_id})")
         text = " ".join(hit.text.split())
         print(f"    {text[:400]}{'…' if len(text) > 400 else ''}")
     return 0
@@ -154,7 +164,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print("\nclosest passages:" if answer.abstained else "\nsources:")
     for n, p in enumerate(answer.citations, 1):
         where = f" · p. {p.page}" if p.page else ""
-        print(f"  [{n}] {p.title}{where} · {Path(p.source).name}")
+        print(f"  [{n}] {p.title}{where}{_ocr_mark(p)} · {Path(p.source).name}")
     return 0
 
 

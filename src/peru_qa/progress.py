@@ -15,7 +15,8 @@ def progress_bar(unit: str = "file", desc: str = "indexing") -> Callable[[int, i
         bar = state.get("bar")
         if bar is None:
             bar = state["bar"] = tqdm(total=total, unit=unit, desc=desc, leave=False, disable=None, mininterval=0.5)
-        bar.set_postfix_str(what[:40], refresh=False)
+        # Within one file (OCR of a long scan) only `what` changes: redraw it then, or the bar looks stuck.
+        bar.set_postfix_str(what[:48], refresh=done == bar.n)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
