@@ -90,11 +90,12 @@ def test_made_up_bad_inputs(tmp_path, embedder):
         "<p>Callao port <b>seizures</b> rose.</p><style>*{}</style><img src=x onerror=alert(1)></body></html>")
     (bad / "one.md").write_text("# Rondas\n\nLas rondas campesinas patrullan en Cajamarca.\n")
     (bad / "two.md").write_text("# Rondas\n\nLas rondas campesinas patrullan en Cajamarca.\n")
-    (bad / "photo.jpeg").write_bytes(b"\xff\xd8\xff\xe0")
+    (bad / "photo.jpeg").write_bytes(b"\xff\xd8\xff\xe0")  # a truncated JPEG: images are OCR'd, this one is broken
+    (bad / "data.xyz").write_bytes(b"whatever")
     kb = KnowledgeBase(tmp_path / "idx")
     kb.add([good])
     before = _snapshot(kb)
-    report = kb.add([bad, bad / "photo.jpeg"])
+    report = kb.add([bad, bad / "photo.jpeg", bad / "data.xyz"])
     outcome = {r.path.rsplit("/", 1)[-1]: (r.status, r.reason) for r in report.results}
     assert outcome["empty.txt"] == ("failed", "empty file (0 bytes)")
     assert outcome["truncated.pdf"][0] == "failed" and outcome["truncated.pdf"][1].startswith(
@@ -105,7 +106,8 @@ def test_made_up_bad_inputs(tmp_path, embedder):
     assert outcome["scripts.html"][0] == "added"
     assert outcome["one.md"][0] == "added"
     assert outcome["two.md"] == ("unchanged", "same content as 'one.md'")
-    assert outcome["photo.jpeg"][0] == "failed" and "unsupported file type '.jpeg'" in outcome["photo.jpeg"][1]
+    assert outcome["photo.jpeg"][0] == "failed" and outcome["photo.jpeg"][1].startswith("unreadable image")
+    assert outcome["data.xyz"][0] == "failed" and "unsupported file type '.xyz'" in outcome["data.xyz"][1]
     assert _snapshot(kb).items() >= before.items()
     html = kb.retrieve("Callao port seizures", k=1)[0]
     assert "document.write" not in html.text and "onerror" not in html.text
