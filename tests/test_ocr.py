@@ -172,6 +172,20 @@ def test_jpeg_photo_of_a_page_is_read(tmp_path):
     doc = load(path)
     assert ocr.character_error_rate(SPANISH, doc.pages[0].text) <= 0.05
     assert doc.language == "es"
+    assert doc.title == "foto"  # the first line runs on into the next: not a title
+
+
+@needs_tesseract
+def test_a_scan_is_titled_by_its_first_line_when_it_reads_like_a_title(tmp_path):
+    from PIL import Image
+
+    heading = render("Informe policial sobre extorsión en Trujillo", points=16)
+    body = render(SPANISH)
+    page = Image.new("L", (body.width, heading.height + body.height), 255)
+    page.paste(heading, (0, 0))
+    page.paste(body, (0, heading.height))
+    page.save(tmp_path / "scan-0042.png", dpi=(300, 300))
+    assert load(tmp_path / "scan-0042.png").title == "Informe policial sobre extorsión en Trujillo"
 
 
 def test_garbage_text_layers_are_recognised():

@@ -114,7 +114,7 @@ def load(path: str | Path, password: str | None = None, progress: PageProgress |
     checked = checked_date(pages[0].text)
     return LoadedDocument(
         path=path,
-        title=_clean_title(title) or _title_from_filename(path),
+        title=_clean_title(title) or _scan_title(pages) or _title_from_filename(path),
         pages=pages,
         language=detect_language(sample),
         content_hash=content_hash,
@@ -698,6 +698,18 @@ _BAD_TITLES = re.compile(r"^(untitled|microsoft word|document\d*|title|\s*)$|\.(
 def _clean_title(title: str) -> str:
     title = re.sub(r"\s+", " ", title or "").strip()
     return "" if _BAD_TITLES.search(title) else title[:300]
+
+
+def _scan_title(pages: list[Page]) -> str:
+    """A scan carries no title metadata: take the first recognised paragraph of its first page when it reads like
+    a title (a few words, mostly letters), as a reader would."""
+    if not pages or not pages[0].metadata.get("ocr"):
+        return ""
+    first = " ".join(pages[0].text.strip().split("\n\n", 1)[0].split())  # the first paragraph
+    letters = sum(ch.isalpha() for ch in first)
+    if 3 <= len(first.split()) <= 20 and letters >= 0.6 * len(first) and not first.endswith((",", ";", "-")):
+        return _clean_title(first)
+    return ""
 
 
 def _title_from_filename(path: Path) -> str:

@@ -34,6 +34,8 @@ DEFAULT_DPI = 300
 #: Pages whose mean word confidence is below this are indexed with a warning to check the scan.
 LOW_CONFIDENCE = 60.0
 INSTALL_HINT = "apt-get install tesseract-ocr tesseract-ocr-spa"
+#: CPU priority of the Tesseract process (nice): OCR of an upload gives way to chat questions.
+NICENESS = 10
 
 
 class OcrUnavailable(ExtractionError):
@@ -155,7 +157,7 @@ def recognize(image, resolution: int | None = None) -> OcrPage:
     gray = image if image.mode in ("L", "1") else image.convert("L")
     config = "--psm 3" + (f" --dpi {int(resolution)}" if resolution else "")
     try:
-        data = pytesseract.image_to_data(gray, lang=languages(), config=config, nice=10, timeout=_timeout(),
+        data = pytesseract.image_to_data(gray, lang=languages(), config=config, nice=NICENESS, timeout=_timeout(),
                                          output_type=pytesseract.Output.DICT)
     except RuntimeError as exc:  # pytesseract's timeout
         raise OcrFailed(f"OCR timed out after {_timeout():.0f} s on a page (PERU_QA_OCR_TIMEOUT)") from exc
