@@ -263,3 +263,58 @@ def test_check_reports_a_chunk_count_that_does_not_match_and_does_not_hide_it(kb
     report = kb.check()
     assert not report.ok
     assert report.problems == ["1 documents have a chunk count that does not match their chunks"]
+
+
+def _clustered(n: int, dim: int, seed: int) -> np.ndarray:
+    """Vectors around 40 topic centres (uniform random vectors have no neighbours an ANN index could find)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((40, dim))
+    x = centres[rng.integers(0, 40, n)] + 0.6 * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_large_vector_index_turns_approximate_and_keeps_removal_filters_and_recall(tmp_path, monkeypatch):
+    from peru_qa.vectors import VectorIndex
+
+    monkeypatch.setenv("PERU_QA_ANN_MIN_VECTORS", "1000")
+    ids = np.arange(4000, dtype=np.int64) * 3 + 1  # chunk ids are not positions
+    vectors, queries = _clustered(4000, 32, 0), _clustered(50, 32, 1)
+    small = VectorIndex.build(32, ids[:999], vectors[:999])
+    ann = VectorIndex.build(32, ids, vectors)
+    assert not small.approximate and ann.approximate
+    exact = VectorIndex(32)
+    exact.add(ids, vectors)
+    found = sum(len(set(ann.search(q, 10)[0]) & set(exact.search(q, 10)[0])) for q in queries)
+    assert found / (10 * len(queries)) >= 0.95
+    # Removed chunks (a replaced document) are never returned, and their vectors are gone.
+    gone = ids[::2]
+    ann.remove(gone)
+    assert sorted(ann.ids()) == sorted(ids[1::2]) and len(ann) == 2000
+    assert not set(np.concatenate([ann.search(q, 20)[0] for q in queries])) & set(gone)
+    # A filter to a few chunks is searched exactly, whichever lists they sit in.
+    allowed = ids[1::2][:30]
+    got_ids, got_scores = ann.search(queries[0], 5, allowed)
+    want = np.argsort(-(vectors[1::2][:30] @ queries[0]))[:5]
+    assert list(got_ids) == list(allowed[want])
+    np.testing.assert_allclose(ann.vectors(got_ids[:1]) @ queries[0], got_scores[:1], rtol=1e-5)
+    ann.save(tmp_path / "v.faiss")
+    loaded = VectorIndex.load(tmp_path / "v.faiss")
+    assert loaded.approximate and list(loaded.search(queries[3], 10)[0]) == list(ann.search(queries[3], 10)[0])
+    twin = loaded.copy()
+    twin.remove(ids[1::2][:10])
+    assert len(twin) == 1990 and len(loaded) == 2000
+
+
+def test_index_crossing_the_approximate_size_is_rebuilt_and_stays_consistent(kb, corpus, tmp_path, monkeypatch):
+    kb.add([corpus / "coca.md", corpus / "filler0.txt"])
+    assert not kb.indexes.current().vectors.approximate
+    monkeypatch.setenv("PERU_QA_ANN_MIN_VECTORS", "3")
+    kb.add([corpus])
+    assert kb.indexes.current().vectors.approximate
+    assert kb.retrieve("coca eradication in the VRAEM", k=1)[0].title == "Coca report"
+    assert kb.retrieve("extorsión a los choferes", k=1, filters={"language": "es"})[0].language == "es"
+    kb.remove("coca.md")
+    assert all(h.title != "Coca report" for h in kb.retrieve("coca eradication in the VRAEM", k=5, mode="dense"))
+    assert kb.check(repair=False).ok
+    with KnowledgeBase(kb.path) as reopened:  # another process loads the saved IVF index
+        assert reopened.indexes.current().vectors.approximate and reopened.check(repair=False).ok

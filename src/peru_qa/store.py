@@ -36,7 +36,7 @@ from filelock import Timeout as LockTimeout
 from .config import env_float
 from .errors import IndexBusyError, IndexCorruptError, PeruQAError
 from .keyword import KeywordIndex
-from .vectors import VectorIndex
+from .vectors import VectorIndex, ann_min_vectors
 
 SCHEMA_VERSION = 2
 DB_NAME = "peru_qa.sqlite"
@@ -484,16 +484,16 @@ class Store:
         """Derived indexes matching SQLite now; reuses `previous` vectors where it can."""
         generation = self.generation
         db_ids = self.chunk_ids()
-        if previous is not None and previous.vectors.dim == dim:
+        approximate = len(db_ids) >= ann_min_vectors()
+        if previous is not None and previous.vectors.dim == dim and previous.vectors.approximate == approximate:
             vectors = previous.vectors.copy()  # searches may still be using the previous one
             have = vectors.ids()
             vectors.remove(np.setdiff1d(have, db_ids, assume_unique=True))
             missing = np.setdiff1d(db_ids, have, assume_unique=True)
             vectors.add(missing, self.vectors_for(missing, dim))
-        else:
-            vectors = VectorIndex(dim)
+        else:  # first build, or the index crossed the size where search turns approximate (or back)
             ids, matrix = self.all_vectors(dim)
-            vectors.add(ids, matrix)
+            vectors = VectorIndex.build(dim, ids, matrix)
         ids, terms = self.all_terms()
         keyword = KeywordIndex.build(ids, terms)
         return Derived(generation, vectors, keyword)
