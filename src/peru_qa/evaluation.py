@@ -29,8 +29,10 @@ from pathlib import Path
 from .errors import PeruQAError
 from .progress import progress_bar
 
-#: Cutoffs reported for every run.
-METRIC_NAMES = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
+#: Cutoffs reported for every run (hit@5: share of queries with a relevant document in the top 5).
+METRIC_NAMES = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@5")
+#: The split that runs a bilingual BEIR folder across languages (queries of one language, corpus of the other).
+CROSS_SPLIT = "cross"
 #: Chunks asked of the retriever per query: several chunks can belong to one document, and Recall@100 needs
 #: at least 100 distinct documents.
 CHUNK_DEPTH = 300
@@ -68,6 +70,11 @@ def mrr_at_k(ranking: Sequence[str], relevant: dict[str, int], k: int = 10) -> f
     return 0.0
 
 
+def hit_at_k(ranking: Sequence[str], relevant: dict[str, int], k: int = 5) -> float:
+    """1 when a relevant document is in the top k, else 0."""
+    return float(any(relevant.get(d, 0) > 0 for d in ranking[:k]))
+
+
 def score_run(run: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict[str, float]:
     """Mean of every metric in METRIC_NAMES over the queries of `qrels` (a query missing from `run` scores 0)."""
     if not qrels:
@@ -79,6 +86,7 @@ def score_run(run: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> di
         totals["recall@10"] += recall_at_k(ranking, relevant, 10)
         totals["recall@100"] += recall_at_k(ranking, relevant, 100)
         totals["mrr@10"] += mrr_at_k(ranking, relevant, 10)
+        totals["hit@5"] += hit_at_k(ranking, relevant, 5)
     return {name: value / len(qrels) for name, value in totals.items()}
 
 
@@ -138,6 +146,37 @@ def load_beir(folder: str | Path, split: str = "test") -> EvalSet:
     queries = {str(q["_id"]): q["text"] for q in _read_jsonl(queries_path) if str(q["_id"]) in qrels}
     qrels = {q: rel for q, rel in qrels.items() if q in queries and any(g > 0 for g in rel.values())}
     return EvalSet(folder.resolve().name, split, queries, qrels, corpus)
+
+
+def load_cross(folder: str | Path) -> list[EvalSet]:
+    """The two cross-lingual directions of a bilingual BEIR folder such as XQuAD (corpus/queries.jsonl in one
+    language, corpus/queries_<xx>.jsonl in the other, query ids shared): each language's queries against the
+    other language's corpus, judged by the qrels of that corpus (`test.tsv` / `test_<xx>.tsv`)."""
+    folder = Path(folder).expanduser()
+    twins = sorted(p.stem.split("_", 1)[1] for p in folder.glob("corpus_*.jsonl"))
+    if not twins:
+        raise PeruQAError(f"{folder} has no second language (corpus_<lang>.jsonl) for the cross-lingual split")
+    suffix = twins[0]
+    base = load_beir(folder, "test")
+    twin = load_beir(folder, f"test_{suffix}")
+    base_lang = _language_of(base.queries.values())
+    twin_lang = _language_of(twin.queries.values())
+    out = []
+    # base-language queries over the twin corpus (qrels of the twin), and the reverse
+    for queries, target, name in ((base, twin, f"{base_lang}->{twin_lang}"), (twin, base, f"{twin_lang}->{base_lang}")):
+        qrels = {q: rel for q, rel in target.qrels.items() if q in queries.queries}
+        evalset = EvalSet(base.name, f"{CROSS_SPLIT}:{name}", {q: queries.queries[q] for q in qrels}, qrels,
+                          target.corpus_path)
+        out.append(evalset)
+    return out
+
+
+def _language_of(texts: Iterable[str]) -> str:
+    from .text import detect_language
+
+    sample = list(texts)[:50]
+    votes = [detect_language(t) for t in sample]
+    return max(set(votes), key=votes.count) if votes else "xx"
 
 
 def load_gold(paths: str | Path | Iterable[str | Path]) -> EvalSet:
@@ -354,6 +393,8 @@ def evaluate(dataset: str | Path, split: str = "test", mode: str = "hybrid", mod
     path = Path(dataset).expanduser()
     if not path.exists():
         raise PeruQAError(f"no such dataset: {path}")
+    if split == CROSS_SPLIT and is_beir_folder(path):
+        return _evaluate_cross(path, mode, model, cache_dir, embedder)
     if is_beir_folder(path):
         evalset = load_beir(path, split)
         kb, info = open_index(evalset, model=model, cache_dir=cache_dir, embedder=embedder)
@@ -379,5 +420,31 @@ def evaluate(dataset: str | Path, split: str = "test", mode: str = "hybrid", mod
                       len(evalset.qrels), seconds, info, _by_language(run, evalset))
 
 
-__all__ = ["EvalResult", "EvalSet", "evaluate", "load_beir", "load_gold", "ndcg_at_k", "recall_at_k", "mrr_at_k",
-           "score_run", "open_index", "METRIC_NAMES"]
+def _evaluate_cross(path: Path, mode: str, model: str | None, cache_dir, embedder) -> EvalResult:
+    """Both cross-lingual directions; overall metrics over all their queries, each direction under
+    `by_language` ("es->en": Spanish queries over the English corpus)."""
+    run: dict[str, list[str]] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    directions: dict[str, dict[str, float]] = {}
+    seconds = 0.0
+    info = None
+    model_name = ""
+    for evalset in load_cross(path):
+        if not evalset.qrels:
+            raise PeruQAError(f"{path}: no shared query ids between the two languages")
+        kb, info = open_index(evalset, model=model, cache_dir=cache_dir, embedder=embedder)
+        with kb:
+            part, spent = run_queries(kb, evalset, mode, str)
+            model_name = kb.model_name
+        seconds += spent
+        direction = evalset.split.split(":", 1)[1]
+        directions[direction] = score_run(part, evalset.qrels) | {"queries": float(len(evalset.qrels))}
+        run.update({f"{direction}/{q}": r for q, r in part.items()})
+        qrels.update({f"{direction}/{q}": r for q, r in evalset.qrels.items()})
+    name = Path(path).resolve().name
+    return EvalResult(name, CROSS_SPLIT, mode, model_name, score_run(run, qrels), len(qrels), seconds, info,
+                      directions)
+
+
+__all__ = ["load_cross", "hit_at_k", "CROSS_SPLIT", "EvalResult", "EvalSet", "evaluate", "load_beir",
+           "load_gold", "ndcg_at_k", "recall_at_k", "mrr_at_k", "score_run", "open_index", "METRIC_NAMES"]

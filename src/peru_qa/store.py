@@ -412,6 +412,17 @@ class Store:
         rows = self.db.execute("SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id ORDER BY c.id")
         return {int(cid): source for cid, source in rows}
 
+    def chunk_languages(self, ids: np.ndarray) -> list[str]:
+        """Each chunk's document language ("" for an id no longer stored), aligned with `ids` (cross-lingual fusion)."""
+        wanted = [int(i) for i in ids]
+        found: dict[int, str] = {}
+        for part in _batches(wanted, 900):  # SQLite's bound-parameter limit
+            marks = ",".join("?" * len(part))
+            found.update(self.db.execute(
+                f"SELECT c.id, d.language FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+                part).fetchall())
+        return [found.get(i, "") for i in wanted]
+
     def integrity_problems(self) -> tuple[list[str], int]:
         """What is wrong inside the database itself (derived files aside), and how many vectors have the wrong
         size (those cannot be repaired by rebuilding: they need re-embedding)."""
