@@ -114,7 +114,9 @@ def load(path: str | Path, password: str | None = None, progress: PageProgress |
     checked = checked_date(pages[0].text)
     return LoadedDocument(
         path=path,
-        title=_clean_title(title) or _scan_title(pages) or _title_from_filename(path),
+        # A title that only repeats the file name (image-to-PDF tools write one) says less than the scan's heading.
+        title=(_clean_title(title) if _clean_title(title) != path.stem else "") or _scan_title(pages)
+        or _title_from_filename(path),
         pages=pages,
         language=detect_language(sample),
         content_hash=content_hash,
@@ -610,7 +612,7 @@ class _OcrJob:
             notes.append(f"unreadable text layer replaced by OCR on {_page_list(garbage)}")
         low = sorted(n for n, r in results.items() if r.low_confidence)
         if 0 < len(low) <= 5:
-            notes += [f"p. {n}: OCR confidence {results[n].confidence:.0f}%: check the scan" for n in low]
+            notes += [f"p. {n}: OCR confidence {int(results[n].confidence)}%: check the scan" for n in low]
         elif low:
             notes.append(f"OCR confidence below {engine.LOW_CONFIDENCE:.0f}% on {len(low)} pages "
                          f"({_page_list(low)}): check the scans")
@@ -701,14 +703,24 @@ def _clean_title(title: str) -> str:
 
 
 def _scan_title(pages: list[Page]) -> str:
-    """A scan carries no title metadata: take the first recognised paragraph of its first page when it reads like
-    a title (a few words, mostly letters), as a reader would."""
+    """A scan carries no title metadata: take the leading lines of its first page that are set in larger type than
+    the body (line heights from OCR), as a reader would; nothing when the page starts with body text."""
     if not pages or not pages[0].metadata.get("ocr"):
         return ""
-    first = " ".join(pages[0].text.strip().split("\n\n", 1)[0].split())  # the first paragraph
-    letters = sum(ch.isalpha() for ch in first)
-    if 3 <= len(first.split()) <= 20 and letters >= 0.6 * len(first) and not first.endswith((",", ";", "-")):
-        return _clean_title(first)
+    page = pages[0]
+    lines = [line for line in page.metadata.get("ocr_lines", []) if page.text[line[0]:line[1]].strip()]
+    if len(lines) < 3:
+        return ""
+    body = sorted(line[5] for line in lines)[(len(lines) - 1) // 2]  # lower median: the body text
+    heading: list[str] = []
+    for start, end, *_box, height in lines[:4]:
+        if height < 1.25 * body:
+            break
+        heading.append(page.text[start:end].strip())
+    title = " ".join(" ".join(heading).split())
+    letters = sum(ch.isalpha() for ch in title)
+    if 2 <= len(title.split()) <= 25 and letters >= 0.6 * len(title):
+        return _clean_title(title)
     return ""
 
 
