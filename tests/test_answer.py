@@ -154,7 +154,7 @@ def test_names_are_found_by_any_word_and_opening_capitals_are_not_names(qa_kb):
 
 def test_reference_lists_are_not_quoted_even_when_the_heading_is_in_an_earlier_chunk(tmp_path, embedder):
     from peru_qa import KnowledgeBase
-    from peru_qa.answer import _passage_sentences
+    from peru_qa.reader import _chunk_sentences
     from peru_qa.kb import TextDocument
     from peru_qa.retrieval import Passage
 
@@ -173,8 +173,8 @@ def test_reference_lists_are_not_quoted_even_when_the_heading_is_in_an_earlier_c
             passage = Passage(text=page[start:], chunk_id=-1 - start, doc_id=doc.id, title=doc.title,
                               source="estado", page=None, section="", language="es", start=start,
                               end=len(page), score=1.0)
-            spans, _ = _passage_sentences(kb, passage, None)
-            return [text for _, _, text in spans]
+            infos, _ = _chunk_sentences(kb, passage, None)
+            return [info.text for info in infos]
 
         assert quoted(0) == [body.split("\n")[0]]  # the heading inside the passage
         assert quoted(page.index("- El Comercio")) == []  # the heading only in the text before the passage

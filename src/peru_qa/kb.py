@@ -30,6 +30,17 @@ from .text import detect_language, keyword_tokens
 #: Called with (files done, files in total, what is happening now).
 ProgressFn = Callable[[int, int, str], None]
 
+#: Answers questions for `KnowledgeBase.ask`: (kb, question, history, **options) -> Answer. Registered by the
+#: package's __init__ (peru_qa.answer.ask) so that this module never imports the answer layer (one-way imports).
+_ANSWERER: Callable[..., object] | None = None
+
+
+def register_answerer(answerer: Callable[..., object] | None) -> Callable[..., object] | None:
+    """Make `answerer` the one `KnowledgeBase.ask` calls; returns the previous one (to restore it)."""
+    global _ANSWERER
+    previous, _ANSWERER = _ANSWERER, answerer
+    return previous
+
 
 @dataclass
 class FileResult:
@@ -527,10 +538,10 @@ class KnowledgeBase:
         return search(query.strip(), k, mode, derived, self.store, embed, allowed, self.fusion)
 
     def ask(self, question: str, history=None, **kw):
-        """A cited answer from the documents (see `peru_qa.answer.ask`)."""
-        from .answer import ask
-
-        return ask(self, question, history, **kw)
+        """A cited answer from the documents (see `peru_qa.answer.ask`; keywords go to it, e.g. llm=False)."""
+        if _ANSWERER is None:
+            raise PeruQAError("no answer reader is registered: import peru_qa (it registers the default reader)")
+        return _ANSWERER(self, question, history, **kw)
 
     # --- maintenance ------------------------------------------------------------------------------
     def sync_folder(self, folder: str | Path, progress: ProgressFn | None = None,
