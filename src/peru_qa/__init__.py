@@ -38,6 +38,10 @@ def open_default(model: str | None = None, progress: ProgressFn | None = None) -
     documents = default_documents_path()
     if documents.is_dir() and kb.is_stale(documents):
         kb.sync_folder(documents, progress=progress or progress_bar())
+    # The reader's sentences (and their vectors) for chunks not read yet, so that no question pays for them.
+    from .answer import prepare
+
+    prepare(kb, progress=progress or progress_bar(unit="chunk", desc="reading sentences"))
     return kb
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .text import fold, keyword_tokens
+from .text import _stopwords, fold, keyword_tokens
 
 #: Kinds of answer, in the order they are tested: "how many people were killed when…" asks for a quantity.
 KINDS = ("quantity", "date", "who", "place", "definition", "reason")
@@ -103,7 +103,7 @@ def question_names(question: str) -> list[str]:
 
 def analyse_question(question: str, language: str) -> Question:
     names = {fold(w) for n in question_names(question) for w in re.findall(r"\w+", n)
-             if len(w) > 2 or w.isdigit()} - QUESTION_WORDS
+             if len(w) > 2 or w.isdigit()} - QUESTION_WORDS - _stopwords()
     return Question(question, language, classify(question), content_words(question), frozenset(names))
 
 

@@ -13,11 +13,14 @@ runs on sentences that have a digit or a month name, and only once per chunk (Se
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -234,7 +237,9 @@ def analyse(text: str, language: str) -> tuple[frozenset[str], bool, frozenset[s
         carries.add("quantity")
     body = text[1:]  # a capital that opens the sentence is not a name
     names = [m.group() for m in _NAME.finditer(body)] + _ACRONYM.findall(text)
-    if names or _ROLE.search(fold(text)):
+    # A person or a group: a role word ("led by", "alias", "líder"), a name of two or more words ("Carlos
+    # Arteaga", "Los Pulpos") or an acronym (SINADEF); a single capitalised word is as often a place.
+    if _ROLE.search(fold(text)) or _ACRONYM.search(text) or any(len(n.split()) >= 2 for n in names):
         carries.add("who")
     if _PLACE.search(text) or _PLACE.search(fold(text)):
         carries.add("place")
@@ -243,7 +248,7 @@ def analyse(text: str, language: str) -> tuple[frozenset[str], bool, frozenset[s
     if _REASON.search(fold(text)):
         carries.add("reason")
     folded_names = {fold(w) for n in names for w in re.findall(r"\w+", n) if len(w) > 2}
-    folded_names |= {m.group() for m in _NUMBER.finditer(text)}
+    folded_names |= {m.group().rstrip('.,% ') for m in _NUMBER.finditer(text)}
     return frozenset(carries), bool(_LEANS_BACK.search(fold(text[:60]))), frozenset(folded_names), values
 
 
@@ -272,12 +277,97 @@ def split_passage(page: str, base: int, length: int, section: str, language: str
     return out
 
 
+@lru_cache(maxsize=65536)
 def sentence_tokens(title: str, text: str, language: str) -> frozenset[str]:
     return frozenset(keyword_tokens(f"{title} {text}", language))
 
 
+class SentenceStore:
+    """Sentences and their vectors per chunk, on disk beside the index (reader-sentences.sqlite), so they are
+    computed once per chunk, not once per process. Chunk ids are never reused by the index's store, so
+    (model, chunk id) identifies a chunk's text. Best effort: a read-only or busy file just means recomputing."""
+
+    FILE = "reader-sentences.sqlite"
+    VERSION = 1
+    #: Bumped when `analyse` changes: stored sentences are then re-analysed on load (their vectors stay valid).
+    ANALYSIS = 2
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / self.FILE
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._failed = False
+
+    def _connect(self) -> sqlite3.Connection | None:
+        if self._db is None and not self._failed:
+            try:
+                if not self.path.parent.is_dir():
+                    raise OSError("no index folder")
+                db = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("CREATE TABLE IF NOT EXISTS sentences (model TEXT, chunk_id INTEGER, version INTEGER, "
+                           "infos TEXT, vectors BLOB, PRIMARY KEY (model, chunk_id))")
+                columns = {row[1] for row in db.execute("PRAGMA table_info(sentences)")}
+                if "analysis" not in columns:
+                    db.execute("ALTER TABLE sentences ADD COLUMN analysis INTEGER DEFAULT 1")
+                db.commit()
+                self._db = db
+            except (OSError, sqlite3.Error):
+                self._failed = True
+        return self._db
+
+    def get_many(self, model: str, chunk_ids: list[int], language_of=None
+                 ) -> dict[int, tuple[list[SentenceInfo], np.ndarray]]:
+        """Stored chunks; `language_of(chunk_id)` gives a chunk's language when its analysis must be redone."""
+        out: dict[int, tuple[list[SentenceInfo], np.ndarray]] = {}
+        stale: dict[int, list[SentenceInfo]] = {}
+        with self._lock:
+            db = self._connect()
+            if db is None or not chunk_ids:
+                return out
+            marks = ",".join("?" * len(chunk_ids))
+            try:
+                rows = db.execute(f"SELECT chunk_id, infos, vectors, analysis FROM sentences WHERE model = ? "
+                                  f"AND version = ? AND chunk_id IN ({marks})",
+                                  (model, self.VERSION, *chunk_ids)).fetchall()
+            except sqlite3.Error:
+                return out
+        for chunk_id, infos, blob, analysis in rows:
+            items = [SentenceInfo(i[0], i[1], i[2], frozenset(i[3]), bool(i[4]),
+                                  frozenset(n.rstrip('.,% ') for n in i[5]), tuple(i[6]))
+                     for i in json.loads(infos)]
+            if analysis != self.ANALYSIS:
+                language = language_of(chunk_id) if language_of else "en"
+                items = [SentenceInfo(i.start, i.end, i.text, *analyse(i.text, language)) for i in items]
+                stale[int(chunk_id)] = items
+            vectors = np.frombuffer(blob, dtype=np.float32)
+            vectors = vectors.reshape(len(items), -1) if items else np.zeros((0, 1), np.float32)
+            out[int(chunk_id)] = (items, vectors)
+        if stale and language_of:
+            self.put_many(model, {cid: out[cid] for cid in stale})
+        return out
+
+    def put_many(self, model: str, items: dict[int, tuple[list[SentenceInfo], np.ndarray]]) -> None:
+        rows = [(model, chunk_id, self.VERSION, self.ANALYSIS,
+                 json.dumps([[i.start, i.end, i.text, sorted(i.carries), i.leans_back, sorted(i.names),
+                              list(i.values)] for i in infos], ensure_ascii=False),
+                 np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+                for chunk_id, (infos, vectors) in items.items()]
+        with self._lock:
+            db = self._connect()
+            if db is None or not rows:
+                return
+            try:
+                with db:
+                    db.executemany("INSERT OR REPLACE INTO sentences (model, chunk_id, version, analysis, infos, "
+                                   "vectors) VALUES (?, ?, ?, ?, ?, ?)", rows)
+            except sqlite3.Error:
+                pass
+
+
 class SentenceCache:
-    """Per-chunk sentences, their analysis and embeddings, so repeated passages are not re-read or re-embedded.
+    """Per-chunk sentences, their analysis and embeddings in memory (LRU), backed by each index's SentenceStore,
+    so repeated passages are not re-read or re-embedded.
 
     Chunk ids are never reused by the store, so (index path, model, chunk id) identifies the text."""
 
@@ -285,6 +375,14 @@ class SentenceCache:
         self.size = size
         self._items: OrderedDict[tuple, object] = OrderedDict()
         self._lock = threading.Lock()
+        self._stores: dict[str, SentenceStore] = {}
+
+    def store_for(self, folder: Path) -> SentenceStore:
+        with self._lock:
+            store = self._stores.get(str(folder))
+            if store is None:
+                store = self._stores[str(folder)] = SentenceStore(folder)
+            return store
 
     def get(self, key: tuple):
         with self._lock:
@@ -309,4 +407,4 @@ class SentenceCache:
         return vector
 
 
-__all__ = ["SentenceInfo", "SentenceCache", "split_passage", "analyse", "sentence_tokens"]
+__all__ = ["SentenceInfo", "SentenceCache", "SentenceStore", "split_passage", "analyse", "sentence_tokens"]
