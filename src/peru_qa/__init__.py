@@ -18,11 +18,16 @@ from .errors import (
     PeruQAError,
     UnsupportedFileType,
 )
-from .kb import AddReport, CheckReport, FileResult, KnowledgeBase, ProgressFn, TextDocument
+from .kb import AddReport, CheckReport, FileResult, KnowledgeBase, ProgressFn, TextDocument, register_answerer
 from .progress import progress_bar
 from .retrieval import Filters, FusionParams, Passage
 
 __version__ = "0.1.0"
+
+# The default reader answers `KnowledgeBase.ask` (a plugin-style hook: kb.py does not import the answer layer).
+from .answer import Answer, ask  # noqa: E402
+
+register_answerer(ask)
 
 
 def open_default(model: str | None = None, progress: ProgressFn | None = None) -> KnowledgeBase:
@@ -33,6 +38,10 @@ def open_default(model: str | None = None, progress: ProgressFn | None = None) -
     documents = default_documents_path()
     if documents.is_dir() and kb.is_stale(documents):
         kb.sync_folder(documents, progress=progress or progress_bar())
+    # The reader's sentences (and their vectors) for chunks not read yet, so that no question pays for them.
+    from .answer import prepare
+
+    prepare(kb, progress=progress or progress_bar(unit="chunk", desc="reading sentences"))
     return kb
 
 
@@ -43,7 +52,8 @@ def retrieve(query: str, k: int = 5, filters: Filters | dict | None = None, mode
 
 
 __all__ = [
-    "KnowledgeBase", "TextDocument", "Passage", "Filters", "FusionParams", "AddReport", "FileResult", "CheckReport",
+    "KnowledgeBase", "TextDocument", "Answer", "ask", "register_answerer",
+    "Passage", "Filters", "FusionParams", "AddReport", "FileResult", "CheckReport",
     "retrieve", "open_default", "PeruQAError", "ExtractionError", "UnsupportedFileType", "ModelMismatchError",
     "EmptyQueryError", "IndexBusyError", "DocumentNotFound",
 ]

@@ -15,11 +15,22 @@ from . import maintenance
 from .config import DEFAULT_MODEL, configured_model, default_index_path
 from .derived import DerivedIndexes
 from .embeddings import Embedder, canonical_model_name, get_embedder
-from .errors import DocumentNotFound, EmptyQueryError, ModelMismatchError
+from .errors import DocumentNotFound, EmptyQueryError, ModelMismatchError, PeruQAError
 from .ingest import AddReport, FileResult, Ingest, ProgressFn, TextDocument, iter_files
 from .maintenance import CheckReport
 from .retrieval import MODES, Filters, FusionParams, Passage, Ranked, fusion_for_model, rank, search
 from .store import Derived, DocumentRecord, Store
+
+#: Answers questions for `KnowledgeBase.ask`: (kb, question, history, **options) -> Answer. Registered by the
+#: package's __init__ (peru_qa.answer.ask) so that this module never imports the answer layer (one-way imports).
+_ANSWERER: Callable[..., object] | None = None
+
+
+def register_answerer(answerer: Callable[..., object] | None) -> Callable[..., object] | None:
+    """Make `answerer` the one `KnowledgeBase.ask` calls; returns the previous one (to restore it)."""
+    global _ANSWERER
+    previous, _ANSWERER = _ANSWERER, answerer
+    return previous
 
 
 class KnowledgeBase:
@@ -187,10 +198,10 @@ class KnowledgeBase:
         return search(query.strip(), k, mode, derived, self.store, embed, allowed, self.fusion)
 
     def ask(self, question: str, history=None, **kw):
-        """A cited answer from the documents (see `peru_qa.answer.ask`)."""
-        from .answer import ask
-
-        return ask(self, question, history, **kw)
+        """A cited answer from the documents (see `peru_qa.answer.ask`; keywords go to it, e.g. llm=False)."""
+        if _ANSWERER is None:
+            raise PeruQAError("no answer reader is registered: import peru_qa (it registers the default reader)")
+        return _ANSWERER(self, question, history, **kw)
 
     def rank(self, query: str, n: int = 100, mode: str = "hybrid", *, qvec: np.ndarray | None = None,
              fusion: FusionParams | None = None) -> Ranked:

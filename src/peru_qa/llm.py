@@ -1,4 +1,6 @@
 """Optional answer writer: any OpenAI-compatible chat completions server (Ollama, llama.cpp, vLLM, OpenAI).
+It returns text and citations (`read_reply`); the reader (reader.LLMReader) builds the Answer.
+
 
 Configured by PERU_QA_LLM_URL (base URL such as http://127.0.0.1:11434/v1, or the full
 .../chat/completions URL), PERU_QA_LLM_MODEL, PERU_QA_LLM_API_KEY and PERU_QA_LLM_TIMEOUT (seconds).
@@ -10,19 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import httpx
 
+from .citations import renumber, validate_markers
 from .errors import PeruQAError
 from .retrieval import Passage
-
-if TYPE_CHECKING:
-    from .answer import Answer, Retrieved
 
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish (español)"}
 
@@ -123,43 +121,22 @@ class LLMClient:
             raise LLMError(f"cannot reach {self.endpoint}: {type(exc).__name__}") from exc
 
 
-_MARKER = re.compile(r"\[(\d{1,3})\]")
+@dataclass
+class LLMReply:
+    """What the model wrote, checked: text with valid markers renumbered [1], [2]… in first-use order,
+    `cited` the 0-based indexes of the passages those markers point to, `flagged` the dropped markers."""
+
+    text: str
+    cited: list[int]
+    flagged: list[str]
 
 
-def validate_markers(text: str, n_passages: int) -> tuple[str, list[str], list[int]]:
-    """Drop markers that match no passage; return (text, dropped markers, cited numbers in first-use order)."""
-    flagged: list[str] = []
-    cited: list[int] = []
-
-    def check(match: re.Match) -> str:
-        n = int(match.group(1))
-        if 1 <= n <= n_passages:
-            if n not in cited:
-                cited.append(n)
-            return match.group(0)
-        flagged.append(match.group(0))
-        return ""
-
-    cleaned = _MARKER.sub(check, text)
-    cleaned = re.sub(r"[ \t]+([.,;:])", r"\1", re.sub(r"[ \t]{2,}", " ", cleaned)).strip()
-    return cleaned, flagged, cited
-
-
-def finish_llm_answer(found: Retrieved, raw: str) -> Answer | None:
-    """The model's text with valid markers renumbered to the cited passages; None when it cited none."""
-    from .answer import Answer
-
-    text, flagged, cited = validate_markers(raw, len(found.passages))
+def read_reply(raw: str, n_passages: int) -> LLMReply | None:
+    """The model's text and citations; None when it cited no supplied passage (nothing checkable)."""
+    text, flagged, cited = validate_markers(raw, n_passages)
     if not cited or not text:
         return None
-    renumber = {old: new for new, old in enumerate(cited, 1)}
-    text = _MARKER.sub(lambda m: f"[{renumber[int(m.group(1))]}]", text)
-    notice = ""
-    if flagged:
-        notice = ("Se quitaron citas que no corresponden a ningún pasaje: " if found.language == "es"
-                  else "Removed citation markers that matched no passage: ") + " ".join(flagged)
-    return Answer(found.question, text, [found.passages[n - 1] for n in cited], False, found.language,
-                  found.query, mode="llm", notice=notice, flagged=flagged, support=found.support)
+    return LLMReply(renumber(text, cited), [n - 1 for n in cited], flagged)
 
 
-__all__ = ["LLMClient", "LLMError", "SYSTEM_PROMPT", "validate_markers", "finish_llm_answer"]
+__all__ = ["LLMClient", "LLMError", "LLMReply", "SYSTEM_PROMPT", "read_reply", "validate_markers"]

