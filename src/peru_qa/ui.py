@@ -82,9 +82,16 @@ def sanitize_filename(name: str) -> str:
 
 
 def _md_escape(text: str) -> str:
-    """HTML-escape, then neutralise Markdown syntax so document text renders literally in the Chatbot."""
-    text = html.escape(text, quote=True)
-    return re.sub(r"([\\`*_{}\[\]#|~])", r"\\\1", text)
+    """Document text as Markdown that the Chatbot shows literally, escaped exactly once.
+
+    The Chatbot turns Markdown into HTML itself, so only the three characters that start HTML markup or
+    entities become entities (`&`, `<`, `>`; quotes and apostrophes stay as they are: `html.escape(quote=True)`
+    here showed "UNODC&#x27;s" in the chat), and Markdown syntax gets backslashes."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = re.sub(r"([\\`*_{}\[\]#|~!])", r"\\\1", text)
+    # Line starts that Markdown reads as lists, headings or rules: "2012. …", "- …", "+ …", "=== "
+    return re.sub(r"(?m)^(\s*)(\d+)([.)])|^(\s*)([-+=])", lambda m: (
+        f"{m[1]}{m[2]}\\{m[3]}" if m[2] else f"{m[4]}\\{m[5]}"), text)
 
 
 def _where(passage: Passage) -> str:
