@@ -64,7 +64,7 @@ def test_uploaded_pdf_is_answered_at_once(client, tmp_path):
         "The Condor smuggling network hides cocaine inside shipments of frozen mangoes at the port of Paita.",
         "Its leader, known by the alias Tucan, pays dock workers to open the refrigerated containers.",
     ])
-    results, docs, _, summary = client.predict([gradio_client.handle_file(str(pdf))], api_name="/add_documents")
+    results, docs, *_ = client.predict([gradio_client.handle_file(str(pdf))], api_name="/add_documents")
     assert "added: condor report.pdf" in results, results
     assert "condor report.pdf" in docs
     data = client.predict("How does the Condor network hide cocaine?", api_name="/ask")
