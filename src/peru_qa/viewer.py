@@ -182,12 +182,14 @@ class Viewer:
     def render(self, doc_id: str, page: int) -> Rendered | None:
         """The page as an image (cached), or None when there is no original file to render."""
         record = self.record(doc_id)
+        path = self.original(doc_id)  # a stat; checked first so that a changed file never shows an old render
+        if path is None:
+            return None
         key = (record.id, page, record.content_hash, self.scale)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        path = self.original(doc_id)
         rendered = None
         if path is not None:
             suffix = path.suffix.lower()
@@ -409,7 +411,7 @@ def view_html(view: PageView | None, message: str = "") -> str:
     parts.append(f"<details class='pqa-vtext'{open_attr}><summary>{label}</summary>"
                  f"<pre class='pqa-text'>{highlight_html(view.text, view.marks)}</pre></details>")
     if view.image is not None and view.marks:
-        quoted = " … ".join(view.text[s:e] for s, e in view.marks)
+        quoted = " … ".join(" ".join(view.text[s:e].split()) for s, e in view.marks)
         parts.append(f"<blockquote class='pqa-quoted'><mark>{html.escape(quoted)}</mark></blockquote>")
     parts.append("</div>")
     return "".join(parts)
