@@ -179,14 +179,14 @@ def test_chat_text_is_escaped_once_and_markers_link_to_the_viewer():
 def test_export_markdown_citations_match_the_answer():
     p1 = _passage("Coca covered 60,400 ha in 2012. Other text.", "/docs/timeline.pdf", 2, "Timeline")
     p2 = _passage("The VRAEM is a valley <script>x</script>.", "/docs/vraem.md", None, "VRAEM")
-    text = "Coca covered 60,400 ha in 2012. [1] The VRAEM is a valley <script>x</script>. [2]"
+    text = "Coca covered 60,400 ha\nin 2012. [1] The VRAEM is a valley <script>x</script>. [2]"
     answer = Answer("How much coca?", text, [p1, p2], False, "en")
     turn = Turn(answer, Filters(languages=["en"]), "language: en")
     md = answer_markdown(turn)
-    assert "[1] Timeline, p. 2 — `timeline.pdf`\n> Coca covered 60,400 ha in 2012." in md
+    assert "[1] Timeline, p. 2 — `timeline.pdf`\n> Coca covered 60,400 ha in 2012." in md, md
     assert "[2] VRAEM — `vraem.md`\n> The VRAEM is a valley &lt;script>x&lt;/script>." in md
     assert "*Searched only language: en.*" in md and "<script" not in md
-    assert quoted_sentences(answer) == {1: ["Coca covered 60,400 ha in 2012."],
+    assert quoted_sentences(answer) == {1: ["Coca covered 60,400 ha\nin 2012."],  # a quote wrapped over two lines
                                         2: ["The VRAEM is a valley <script>x</script>."]}
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
     listed = {int(n) for n in re.findall(r"^\[(\d+)\] ", md, re.M)}

@@ -30,7 +30,7 @@ def quoted_sentences(answer: Answer) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     if answer.mode != "extractive" or answer.abstained:
         return out
-    for sentence, n in re.findall(r"(.+?) \[(\d+)\](?: |$)", answer.text):
+    for sentence, n in re.findall(r"(.+?) \[(\d+)\](?: |$)", answer.text, re.S):  # a quote may span lines
         out.setdefault(int(n), []).append(sentence.strip())
     return out
 
@@ -42,7 +42,7 @@ def _where(passage: Passage) -> str:
 def citation_text(passage: Passage, quotes: list[str] | None = None) -> str:
     """One citation a reader can paste: title, page, section, file and the quoted words."""
     section = f", § {passage.section}" if passage.section and passage.section != passage.title else ""
-    quote = " … ".join(quotes) if quotes else " ".join(passage.text.split())
+    quote = " ".join((" … ".join(quotes) if quotes else passage.text).split())
     return f"{passage.title}{_where(passage)}{section} ({Path(passage.source).name}): “{quote}”"
 
 
@@ -69,7 +69,7 @@ def answer_markdown(turn: Turn, number: int | None = None) -> str:
             section = f", § {passage.section}" if passage.section and passage.section != passage.title else ""
             lines.append(f"[{n}] {_inert(passage.title)}{_where(passage)}{_inert(section)} — "
                          f"`{Path(passage.source).name}`")
-            quote = " … ".join(quoted.get(n, [])) or " ".join(passage.text.split())
+            quote = " ".join(" … ".join(quoted.get(n, [])).split()) or " ".join(passage.text.split())
             lines.append(f"> {_inert(quote)}")
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"

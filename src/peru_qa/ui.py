@@ -212,7 +212,7 @@ class ChatService:
             elif self.llm is not None:
                 yield _md_escape(event), None
             else:
-                pieces = re.findall(r".+? \[\d+\](?= |$)", event) or [event]
+                pieces = re.findall(r".+? \[\d+\](?= |$)", event, re.S) or [event]
                 for i in range(1, len(pieces)):
                     yield _md_escape(" ".join(pieces[:i])), None
 
@@ -637,18 +637,20 @@ def build_app(service: ChatService):
         cancel.click(lambda: gr.update(visible=False), None, [confirm_row], api_visibility="private")
         confirm.click(drop, [choice], [removed, confirm_row, *library_outputs], api_name="remove_document")
 
-        def on_load(request: gr.Request):
-            """Library widgets refreshed; a `?q=` in the URL puts that question in the box (then asked)."""
-            question = (request.query_params.get("q") or "").strip() if request else ""
+        def on_load(question: str | None):
+            """Library widgets refreshed; a `?q=` in the URL (read by the browser) goes in the box, then is asked."""
+            question = (question or "").strip()
             return (*library_updates(), question[:1000] or gr.skip())
 
-        def respond_from_url(message: str, *rest):
+        def respond_from_url(message: str, history: list, conversation: list, doc_ids: list, languages: list,
+                             since: str, until: str):
             if not (message or "").strip():  # no ?q=: leave the chat alone (the user may be typing already)
                 yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
                 return
-            yield from respond(message, *rest)
+            yield from respond(message, history, conversation, doc_ids, languages, since, until)
 
-        demo.load(on_load, None, [*library_outputs, box], api_visibility="private").then(
+        read_q = "(x) => new URLSearchParams(window.location.search).get('q') || ''"
+        demo.load(on_load, [box], [*library_outputs, box], js=read_q, api_visibility="private").then(
             respond_from_url, chat_inputs, chat_outputs, api_visibility="private")
 
         def ask_api(question: str, history: list | None = None, filters: dict | None = None) -> dict:
