@@ -151,6 +151,11 @@ class Viewer:
         self._cache: OrderedDict[tuple, Rendered | None] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        try:  # loaded now, not on the first click (importing PDFium and Pillow takes a good part of a second)
+            import PIL.Image  # noqa: F401
+            import pypdfium2  # noqa: F401
+        except ImportError:
+            pass
 
     # --- files ----------------------------------------------------------------------------------
     def record(self, doc_id: str) -> DocumentRecord:
@@ -351,7 +356,7 @@ class Viewer:
 
 def _encode(image, text: str) -> Rendered:
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=85)  # ~4 ms; PNG takes 20x longer at a similar size
+    image.convert("RGB").save(buffer, "JPEG", quality=80)  # a few ms; PNG takes 20x longer at a similar size
     return Rendered(buffer.getvalue(), "image/jpeg", image.width, image.height, text)
 
 
