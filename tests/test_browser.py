@@ -117,6 +117,13 @@ def test_document_html_is_inert_in_chat_sources_and_viewer_then_removed(page, tm
                         "#pqa-viewer script").count() == 0
     page.screenshot(path=str(tmp_path / "inert.png"), full_page=True)
 
+    # the library lists it and opens it in the viewer of the chat tab
+    page.get_by_role("tab", name="Library").click()
+    row = page.locator("#pqa-docs tr").filter(has_text="jaguar.txt")
+    row.locator(".pqa-open").click()
+    page.locator("#pqa-viewer .pqa-vhead").filter(has_text="jaguar.txt").wait_for()
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+
     # removed from the library tab (after confirming), it is gone from search
     page.get_by_role("tab", name="Library").click()
     choose(page, "#pqa-remove-choice", "jaguar.txt")
