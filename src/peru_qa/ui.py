@@ -477,10 +477,15 @@ def build_app(service: ChatService):
     warnings.filterwarnings("ignore", module=r"gradio(\.|$)")
     import gradio as gr
 
-    def viewer_outputs(view: PageView | None, state: dict | None, message: str = ""):
-        original = service.original_copy(view.doc_id) if view is not None else None
-        return (view_html(view, message), state,
-                gr.update(value=original, visible=original is not None),
+    def viewer_outputs(view: PageView | None, state: dict | None, message: str = "", shown: dict | None = None):
+        """Viewer HTML, its state, the download button (left alone while the same document stays open: Gradio
+        copies and hashes the file each time it is set), previous/next."""
+        if view is not None and shown and shown.get("doc_id") == view.doc_id:
+            download = gr.skip()
+        else:
+            original = service.original_copy(view.doc_id) if view is not None else None
+            download = gr.update(value=original, visible=original is not None)
+        return (view_html(view, message), state, download,
                 gr.update(interactive=view is not None and not view.at_start),
                 gr.update(interactive=view is not None and not view.at_end))
 
@@ -577,13 +582,15 @@ def build_app(service: ChatService):
                 else:
                     yield "", history, gr.skip(), conversation
 
-        def open_citation(ref: str, conversation: list):
+        def open_citation(ref: str, conversation: list, shown: dict | None):
             view, state, message = service.open_citation(conversation or [], ref)
-            return (*viewer_outputs(view, state, message), gr.Tabs(selected="chat"))
+            from_library = (ref or "").startswith("doc:")  # only then is the chat tab not already shown
+            return (*viewer_outputs(view, state, message, shown), gr.Tabs(selected="chat") if from_library
+                    else gr.skip())
 
         def move(state: dict | None, step: int):
             view, new_state, message = service.move(state, step)
-            return viewer_outputs(view, new_state, message)
+            return viewer_outputs(view, new_state, message, state)
 
         def export_conversation(conversation: list):
             paths = service.export_files(conversation or [])
@@ -629,7 +636,7 @@ def build_app(service: ChatService):
         viewer_parts = [viewer, view_state, original, prev_page, next_page]
         # Opening evidence skips the queue (a direct request: no join + event stream round trips) and never waits
         # behind another user's click: it takes ~30 ms of server time once the page is rendered.
-        open_btn.click(open_citation, [open_ref, turns], [*viewer_parts, tabs], api_visibility="private",
+        open_btn.click(open_citation, [open_ref, turns, view_state], [*viewer_parts, tabs], api_visibility="private",
                        queue=False, concurrency_limit=None)
         prev_page.click(lambda st: move(st, -1), [view_state], viewer_parts, api_visibility="private", queue=False,
                         concurrency_limit=None)
