@@ -163,6 +163,9 @@ def test_chat_and_ask_api_take_filters(client):
                                       api_name="/chat")
     assert "Searched only language: es" in _last_answer(chat)
     assert "vraem-es.md" in sources and "vraem.md<" not in sources.replace(" ", "")
+    # filters that leave nothing to search are named (not "the index is empty")
+    data = client.predict("How much coca is grown in the VRAEM?", [], [], ["es"], "1990", "1991", api_name="/chat")
+    assert "No indexed document matches the filters (language: es · checked: 1990 to 1991)" in _last_answer(data[1])
     # a malformed date is said in the chat, not a crash
     _, chat, _ = client.predict("coca", [], [], [], "last year", "", api_name="/chat")
     assert "is not a date" in _last_answer(chat)

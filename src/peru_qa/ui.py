@@ -207,6 +207,10 @@ class ChatService:
         note = self.describe(filters)
         for event in stream(self.kb, question, history, llm=self.llm or False, cache=self.cache, filters=filters):
             if isinstance(event, Answer):
+                if note and event.abstained and not event.citations:  # not "the index is empty": the filters are
+                    event.text = (f"Ningún documento indexado cumple los filtros ({note}): amplíelos."
+                                  if event.language == "es" else
+                                  f"No indexed document matches the filters ({note}): widen them.")
                 self.prefetch(event)
                 yield answer_markdown(event, turn=turn, filters_text=note), event
             elif self.llm is not None:
