@@ -44,7 +44,15 @@ def _loopback(url: str) -> bool:
         return False
 
 
-async def _client(http, n: int, deadline: float, latencies: list[float], errors: list[str]) -> None:
+async def _chat_defaults(http) -> list:
+    """Default values of the /chat endpoint's inputs after (question, history): the chat's filters, none set."""
+    info = (await http.get("/gradio_api/info")).json()
+    params = info["named_endpoints"]["/chat"]["parameters"]
+    return [p.get("parameter_default") for p in params[2:]]
+
+
+async def _client(http, n: int, deadline: float, latencies: list[float], errors: list[str],
+                  extra: list) -> None:
     """One chat user: asks a question, reads the streamed answer to the end, asks the next one."""
     i = n
     while time.monotonic() < deadline:
@@ -52,7 +60,7 @@ async def _client(http, n: int, deadline: float, latencies: list[float], errors:
         i += 1
         t0 = time.monotonic()
         try:
-            started = await http.post("/gradio_api/call/chat", json={"data": [question, []]})
+            started = await http.post("/gradio_api/call/chat", json={"data": [question, [], *extra]})
             started.raise_for_status()
             final = None
             async with http.stream("GET", f"/gradio_api/call/chat/{started.json()['event_id']}") as stream:
@@ -64,7 +72,7 @@ async def _client(http, n: int, deadline: float, latencies: list[float], errors:
                         final = (event, line[5:].strip())
             if final is None or final[0] != "complete":
                 raise RuntimeError(f"no answer: {final}")
-            _, chat, sources = json.loads(final[1])
+            _, chat, sources, *_ = json.loads(final[1])
             if not chat or chat[-1]["role"] != "assistant" or "pqa-sources" not in sources:
                 raise RuntimeError("empty answer")
         except Exception as exc:
@@ -80,8 +88,9 @@ async def _run(url: str, clients: int, seconds: float) -> tuple[list[float], lis
     errors: list[str] = []
     limits = httpx.Limits(max_connections=clients * 2)
     async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=60, limits=limits) as http:
+        extra = await _chat_defaults(http)
         start = time.monotonic()
-        await asyncio.gather(*(_client(http, n, start + seconds, latencies, errors) for n in range(clients)))
+        await asyncio.gather(*(_client(http, n, start + seconds, latencies, errors, extra) for n in range(clients)))
         return latencies, errors, time.monotonic() - start
 
 

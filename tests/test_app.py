@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def test_uploaded_pdf_is_answered_at_once(client, tmp_path):
         "The Condor smuggling network hides cocaine inside shipments of frozen mangoes at the port of Paita.",
         "Its leader, known by the alias Tucan, pays dock workers to open the refrigerated containers.",
     ])
-    results, docs, _, summary = client.predict([gradio_client.handle_file(str(pdf))], api_name="/add_documents")
+    results, docs, *_ = client.predict([gradio_client.handle_file(str(pdf))], api_name="/add_documents")
     assert "added: condor report.pdf" in results, results
     assert "condor report.pdf" in docs
     data = client.predict("How does the Condor network hide cocaine?", api_name="/ask")
@@ -151,3 +152,42 @@ def test_auth_and_upload_limit_enforced_by_the_server(tmp_path, embedder, monkey
         demo.close()
         service.close()
         kb.close()
+
+
+def test_chat_and_ask_api_take_filters(client):
+    data = client.predict("Who controls drug trafficking in the VRAEM?", filters={"language": "es"}, api_name="/ask")
+    assert data["filters"] == {"languages": ["es"]}
+    assert data["citations"] and all(c["language"] == "es" for c in data["citations"])
+    # the chat: only Spanish documents searched, and the answer says so
+    _, chat, sources = client.predict("Who controls drug trafficking in the VRAEM?", [], [], ["es"], "", "",
+                                      api_name="/chat")
+    assert "Searched only language: es" in _last_answer(chat)
+    assert "vraem-es.md" in sources and "vraem.md<" not in sources.replace(" ", "")
+    # filters that leave nothing to search are named (not "the index is empty")
+    data = client.predict("How much coca is grown in the VRAEM?", [], [], ["es"], "1990", "1991", api_name="/chat")
+    assert "No indexed document matches the filters (language: es · checked: 1990 to 1991)" in _last_answer(data[1])
+    # a malformed date is said in the chat, not a crash
+    _, chat, _ = client.predict("coca", [], [], [], "last year", "", api_name="/chat")
+    assert "is not a date" in _last_answer(chat)
+
+
+def test_service_opens_citations_and_exports(qa_kb):
+    from peru_qa.export import Turn
+    from peru_qa.ui import ChatService
+
+    service = ChatService(qa_kb)
+    try:
+        answer = qa_kb.ask("What did Operation Mercurio do?", llm=False)
+        turns = [Turn(answer)]
+        view, state, message = service.open_citation(turns, "0:1|1712345")
+        assert view is not None and not message and view.file_name == "mining.txt"
+        assert any("Operation Mercurio" in view.text[s:e] for s, e in view.marks)
+        assert service.open_citation(turns, "3:1")[2] == "That citation is not in this conversation any more."
+        assert service.open_citation(turns, "0:99")[0] is None
+        assert service.open_citation(turns, "garbage")[0] is None
+        md, js, last = service.export_files(turns)
+        assert Path(md).read_text().count("[1] ") >= 1 and "mining.txt" in Path(md).read_text()
+        assert json.loads(Path(js).read_text())["answers"][0]["question"] == "What did Operation Mercurio do?"
+        assert Path(last).name == "peru-qa-answer.md"
+    finally:
+        service.close()

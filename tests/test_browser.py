@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def upload(page, path: Path) -> str:
     page.locator("#pqa-files input[type=file]").set_input_files(str(path))
     try:
         # Gradio renders the name more than once, not all copies visible: wait for a visible one.
-        page.locator("#pqa-files").get_by_text(path.name).filter(visible=True).first.wait_for(timeout=90_000)
+        page.locator("#pqa-files").get_by_text(path.name).filter(visible=True).first.wait_for(timeout=180_000)
     except Exception:
         page.screenshot(path=str(path.with_suffix(".upload-failed.png")), full_page=True)
         raise
@@ -78,6 +79,7 @@ def test_ask_upload_and_ask_again(page, tmp_path):
         "The Puma network launders gold money through a chain of pawn shops in Juliaca.",
     ])
     assert "added: puma.pdf" in upload(page, pdf)
+    page.get_by_role("tab", name="Library").click()
     assert "puma.pdf" in page.locator("#pqa-docs").inner_text()
     ask(page, "How does the Puma network launder money?", "pawn shops")
     sources = page.locator("#pqa-sources").inner_text()
@@ -87,17 +89,106 @@ def test_ask_upload_and_ask_again(page, tmp_path):
     page.screenshot(path=str(tmp_path / "upload-answer.png"), full_page=True)
 
 
-def test_document_html_is_inert(page, tmp_path):
+def choose(page, dropdown: str, text: str) -> None:
+    """Pick the option holding `text` in a Gradio dropdown, typing it into the search box first."""
+    field = page.locator(f"{dropdown} input").first
+    field.click()
+    field.fill(text)
+    page.get_by_role("option").filter(has_text=text).first.click()
+    page.keyboard.press("Escape")
+
+
+def test_document_html_is_inert_in_chat_sources_and_viewer_then_removed(page, tmp_path):
     evil = tmp_path / "jaguar.txt"
     evil.write_text("Jaguar cell\n\n" + PAYLOAD + "\n", encoding="utf-8")
     assert "added: jaguar.txt" in upload(page, evil)
     ask(page, "Where does the Jaguar cell keep its accounts?", "ledger called")
     page.locator("#pqa-sources summary").first.click()
+    page.locator("#pqa-sources .pqa-open").first.click()  # "Open in page" on the source card
+    page.locator("#pqa-viewer pre").get_by_text("ledger called").wait_for()
     page.wait_for_timeout(500)
     assert page.evaluate("typeof window.__pwned") == "undefined"
     chat = page.locator("#pqa-chat").inner_text()
     assert "<script>window.__pwned=1</script>" in chat
     assert '<img src=x onerror="window.__pwned=1">' in page.locator("#pqa-sources").inner_text()
-    assert page.locator("#pqa-chat img[src=x], #pqa-sources img[src=x], #pqa-chat script").count() == 0
+    assert '<img src=x onerror="window.__pwned=1">' in page.locator("#pqa-viewer pre").inner_text()
+    assert page.locator("#pqa-viewer mark").first.inner_text().startswith("The Jaguar cell keeps its accounts")
+    assert page.locator("#pqa-chat img[src=x], #pqa-sources img[src=x], #pqa-viewer img[src=x], #pqa-chat script, "
+                        "#pqa-viewer script").count() == 0
     page.screenshot(path=str(tmp_path / "inert.png"), full_page=True)
-    print(f"screenshots in {tmp_path}")
+
+    # the library lists it and opens it in the viewer of the chat tab
+    page.get_by_role("tab", name="Library").click()
+    row = page.locator("#pqa-docs tr").filter(has_text="jaguar.txt")
+    row.locator(".pqa-open").click()
+    page.locator("#pqa-viewer .pqa-vhead").filter(has_text="jaguar.txt").wait_for()
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+
+    # removed from the library tab (after confirming), it is gone from search
+    page.get_by_role("tab", name="Library").click()
+    choose(page, "#pqa-remove-choice", "jaguar.txt")
+    page.locator("#pqa-remove").click()
+    page.locator("#pqa-confirm-text").get_by_text("Remove").wait_for()
+    page.locator("#pqa-confirm").click()
+    removed = page.locator("#pqa-removed textarea")
+    page.wait_for_function("el => /removed:|failed:/.test(el.value)", arg=removed.element_handle())
+    assert "removed: jaguar (" in removed.input_value()
+    assert "jaguar.txt" not in page.locator("#pqa-docs").inner_text()
+    page.get_by_role("tab", name="Chat").click()
+    page.get_by_role("button", name="New conversation").click()
+    box = page.locator("#pqa-question textarea")
+    box.fill("Where does the Jaguar cell keep its accounts?")
+    box.press("Enter")
+    page.locator("#pqa-sources h4").wait_for()
+    assert "jaguar.txt" not in page.locator("#pqa-sources").inner_text()
+    assert "ledger" not in page.locator("#pqa-chat").inner_text()
+
+
+def test_citation_opens_its_page_highlighted_and_export_matches(page, chat_app, tmp_path):
+    from urllib.parse import quote
+
+    from test_viewer import QUOTE, make_pdf
+
+    pdf = make_pdf(tmp_path / "ocelot.pdf", [["The Ocelot report", "Contents."],
+                                             ["Smuggling methods", "Customs rarely open religious statues. " + QUOTE],
+                                             ["Annex", "Seizure tables."]])
+    assert "added: ocelot.pdf" in upload(page, pdf)
+    # a shared link with ?q= opens the chat with that answer
+    page.goto(chat_app + "?q=" + quote("How does the Ocelot crew hide gold dust?"))
+    page.locator("#pqa-chat").get_by_text("hollow statues").first.wait_for()
+    page.locator("#pqa-chat a[href*='pqa-cite-']").first.click()  # [1] in the answer
+    viewer = page.locator("#pqa-viewer")
+    viewer.get_by_text("p. 2 of 3").wait_for()
+    assert "ocelot.pdf" in viewer.inner_text()
+    assert viewer.locator(".pqa-box").count() >= 1 and viewer.locator(".pqa-pageimg img").count() == 1
+    assert QUOTE in viewer.locator(".pqa-quoted mark").inner_text()
+    page.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
+    page.locator("#pqa-next").click()
+    viewer.get_by_text("p. 3 of 3").wait_for()
+    page.locator("#pqa-prev").click()
+    viewer.get_by_text("p. 2 of 3").wait_for()
+    with page.expect_download() as download:
+        page.locator("#pqa-original").click()
+    assert Path(download.value.path()).read_bytes() == pdf.read_bytes()
+
+    page.locator("#pqa-export-btn").click()
+    link = page.locator("#pqa-export a[download='peru-qa-conversation.md']").first
+    link.wait_for()
+    with page.expect_download() as download:
+        link.click()
+    exported = Path(download.value.path()).read_text(encoding="utf-8")
+    answer = page.locator("#pqa-chat").inner_text()
+    cited = set(re.findall(r"\[(\d+)\]", answer))
+    listed = dict(re.findall(r"^\[(\d+)\] (.+)$", exported, re.M))
+    assert cited and cited == set(listed), (answer, exported)
+    assert "p. 2" in listed["1"] and "`ocelot.pdf`" in listed["1"]
+    assert f"> {QUOTE}" in exported
+
+
+def test_filter_to_one_document(page):
+    page.locator("#pqa-filters").get_by_text("Search only in").click()
+    choose(page, "#pqa-filter-docs", "vraem-es.md")
+    ask(page, "Who controls drug trafficking in the VRAEM?", "Searched only")
+    files = page.locator("#pqa-sources .pqa-file").all_inner_texts()
+    assert files and all("vraem-es.md" in f for f in files), files
+    assert "El VRAEM y el remanente de Sendero Luminoso" in page.locator("#pqa-chat").inner_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,81 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     run = subprocess.run([sys.executable, "-m", "peru_qa.cli", "search", "coca", "--index", str(tmp_path / "nope")],
                          capture_output=True, text=True)
     assert run.returncode == 2 and "no index at" in run.stderr and not (tmp_path / "nope").exists()
+
+
+@pytest.fixture
+def dated_index(tmp_path, embedder):
+    """Three documents on the same topic, two of them dated by their metadata ("checked"), one undated."""
+    from peru_qa import KnowledgeBase
+
+    folder = tmp_path / "dated"
+    folder.mkdir()
+    texts = {"old.md": "# Coca in 2012\n\nCoca crops in the VRAEM covered many hectares in the old survey.\n",
+             "new.md": "# Coca in 2024\n\nCoca crops in the VRAEM covered many hectares in the new survey.\n",
+             "nodate.md": "# Coca undated\n\nCoca crops in the VRAEM covered many hectares in an undated survey.\n",
+             "es.md": "# Coca en el VRAEM\n\nLos cultivos de coca en el VRAEM cubrían muchas hectáreas.\n"}
+    for name, text in texts.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    index = tmp_path / "idx"
+    with KnowledgeBase(index, embedder=embedder) as kb:
+        assert kb.add([folder]).ok
+        ids = {Path(d.source).name: d.id for d in kb.documents()}
+        with kb.store.transaction() as db:  # what a "Checked:" line in the document would have stored
+            db.execute("UPDATE documents SET metadata=? WHERE id=?", ('{"checked": "2013-02"}', ids["old.md"]))
+            db.execute("UPDATE documents SET metadata=? WHERE id=?", ('{"checked": "2024-11"}', ids["new.md"]))
+            db.execute("UPDATE documents SET metadata=? WHERE id=?", ('{"checked": "2024-10"}', ids["es.md"]))
+    return index, ids
+
+
+def _sources(capsys) -> set[str]:
+    return {Path(h["source"]).name for h in json.loads(capsys.readouterr().out)}
+
+
+def test_search_filters_by_document_language_and_date(dated_index, capsys):
+    index, ids = dated_index
+    base = ["search", "coca crops VRAEM hectares", "--index", str(index), "--json", "-k", "10"]
+    assert main(base) == 0 and _sources(capsys) == {"old.md", "new.md", "nodate.md", "es.md"}
+    assert main(base + ["--from", "2024"]) == 0 and _sources(capsys) == {"new.md", "es.md"}
+    assert main(base + ["--to", "2020-12"]) == 0 and _sources(capsys) == {"old.md"}
+    assert main(base + ["--from", "2024-11-01", "--to", "2024-11-30"]) == 0 and _sources(capsys) == {"new.md"}
+    assert main(base + ["--from", "2024", "--lang", "en"]) == 0 and _sources(capsys) == {"new.md"}
+    # documents by file name or id, repeatable
+    assert main(base + ["--doc", "nodate.md", "--doc", ids["old.md"]]) == 0
+    assert _sources(capsys) == {"nodate.md", "old.md"}
+
+
+def test_ask_says_which_filters_were_on(dated_index, capsys):
+    index, ids = dated_index
+    assert main(["ask", "How many hectares of coca were in the VRAEM?", "--index", str(index), "--doc", "old.md",
+                 "--no-llm"]) == 0
+    out = capsys.readouterr().out
+    assert "(searched only document: Coca in 2012)" in out
+    assert "old.md" in out and "new.md" not in out
+    assert main(["ask", "How many hectares of coca were in the VRAEM?", "--index", str(index), "--from", "2024-11",
+                 "--json", "--no-llm"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["filters"] == {"date_from": "2024-11", "date_field": "checked"}
+    assert {Path(c["source"]).name for c in data["citations"]} <= {"new.md"}
+
+
+def test_bad_filters_are_one_line_errors(dated_index):
+    index, _ = dated_index
+    run = subprocess.run([sys.executable, "-m", "peru_qa.cli", "search", "coca", "--index", str(index), "--from",
+                          "last year"], capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "date from 'last year' is not a date: use YYYY, YYYY-MM or YYYY-MM-DD" in run.stderr
+
+
+def test_filters_in_the_library_api(dated_index):
+    from peru_qa import Filters, KnowledgeBase
+
+    index, ids = dated_index
+    with KnowledgeBase(index) as kb:
+        hits = kb.retrieve("coca hectares", k=10, filters={"date_from": "2013", "date_to": "2013"})
+        assert {h.doc_id for h in hits} == {ids["old.md"]}
+        answer = kb.ask("How many hectares of coca were in the VRAEM?", llm=False,
+                        filters=Filters(doc_ids=[ids["new.md"]]))
+        assert answer.citations and {p.doc_id for p in answer.citations} == {ids["new.md"]}
+    assert Filters(date_from="2024").date_matches("2024-11") and not Filters(date_to="2023").date_matches("2024-01")
+    assert not Filters(date_from="2000").date_matches(None)  # an undated document is not in a date range
+    assert Filters.coerce({"from": "", "language": "es"}) == Filters(languages=["es"])

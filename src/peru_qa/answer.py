@@ -28,7 +28,7 @@ from .reader import (
     calibration_for,
     unmatched_names,
 )
-from .retrieval import Passage
+from .retrieval import Filters, Passage
 from .sentences import SentenceCache
 
 if TYPE_CHECKING:
@@ -45,20 +45,20 @@ _SHARED_CACHE = SentenceCache()
 class Searchable(Index, Protocol):
     """An index that can also retrieve passages (KnowledgeBase)."""
 
-    def retrieve(self, query: str, k: int = 5) -> list[Passage]: ...
+    def retrieve(self, query: str, k: int = 5, filters: Filters | dict | None = None) -> list[Passage]: ...
 
 
 def gather(kb: Searchable, question: str, history: Sequence[Any] | None = None, *, k: int = RETRIEVE_K,
-           cache: SentenceCache | None = None) -> Evidence:
+           cache: SentenceCache | None = None, filters: Filters | dict | None = None) -> Evidence:
     """Retrieve passages for the (rewritten) question and score their sentences (no text written yet)."""
     query = rewrite_query(question, history)
-    passages = kb.retrieve(query, k=k)
+    passages = kb.retrieve(query, k=k, filters=filters)
     return ExtractiveReader(kb, cache or _SHARED_CACHE).evidence(question, passages, query=query)
 
 
 def stream(kb: Searchable, question: str, history: Sequence[Any] | None = None, *,
            llm: LLMClient | bool | None = None, k: int = RETRIEVE_K,
-           cache: SentenceCache | None = None) -> Iterator[str | Answer]:
+           cache: SentenceCache | None = None, filters: Filters | dict | None = None) -> Iterator[str | Answer]:
     """Yield the answer's text as it grows (str), then the final Answer.
 
     `llm=None` uses the language model configured by PERU_QA_LLM_URL, if any; `llm=False` never does.
@@ -69,7 +69,7 @@ def stream(kb: Searchable, question: str, history: Sequence[Any] | None = None, 
 
         llm = LLMClient.from_env()
     query = rewrite_query(question, history)
-    passages = kb.retrieve(query, k=k)
+    passages = kb.retrieve(query, k=k, filters=filters)
     cache = cache or _SHARED_CACHE
     reader = LLMReader(kb, llm, cache) if llm else ExtractiveReader(kb, cache)
     for event in reader.stream(question, passages, query=query, history=history):
@@ -108,10 +108,11 @@ def prepare(kb: Any, progress: Any = None, batch: int = 128) -> int:
 
 
 def ask(kb: Searchable, question: str, history: Sequence[Any] | None = None, *,
-        llm: LLMClient | bool | None = None, k: int = RETRIEVE_K, cache: SentenceCache | None = None) -> Answer:
+        llm: LLMClient | bool | None = None, k: int = RETRIEVE_K, cache: SentenceCache | None = None,
+        filters: Filters | dict | None = None) -> Answer:
     """Answer `question` from the indexed documents, citing each statement; see `stream` for streaming."""
     answer = None
-    for event in stream(kb, question, history, llm=llm, k=k, cache=cache):
+    for event in stream(kb, question, history, llm=llm, k=k, cache=cache, filters=filters):
         if isinstance(event, Answer):
             answer = event
     assert answer is not None

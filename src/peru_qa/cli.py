@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import PeruQAError
 from .kb import KnowledgeBase
 from .progress import progress_bar
-from .retrieval import MODES
+from .retrieval import MODES, Filters
 
 
 def _open(args: argparse.Namespace, create: bool = True) -> KnowledgeBase:
@@ -57,10 +57,17 @@ def _ocr_mark(passage) -> str:
     return f" · OCR {confidence:.0f}%" if isinstance(confidence, (int, float)) else " · OCR"
 
 
+def _filters(args: argparse.Namespace, kb: KnowledgeBase) -> Filters | None:
+    """The --doc/--lang/--from/--to flags as Filters (documents may be named by id, file name or title)."""
+    docs = [kb.find_document(ref).id for ref in args.doc] if args.doc else None
+    filters = Filters(doc_ids=docs, languages=[args.lang] if args.lang else None, date_from=args.date_from,
+                      date_to=args.date_to, date_field=args.date_field)
+    return None if filters.empty else filters
+
+
 def cmd_search(args: argparse.Namespace) -> int:
-    filters = {"doc_id": args.doc, "language": args.lang}
     with _open(args, create=False) as kb:
-        hits = kb.retrieve(args.query, k=args.k, filters={k: v for k, v in filters.items() if v}, mode=args.mode)
+        hits = kb.retrieve(args.query, k=args.k, filters=_filters(args, kb), mode=args.mode)
     if args.json:
         _print_json([h.to_dict() for h in hits])
         return 0
@@ -151,11 +158,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     with _open(args) as kb:
-        answer = kb.ask(args.question, llm=False if args.no_llm else None)
+        filters = _filters(args, kb)
+        answer = kb.ask(args.question, llm=False if args.no_llm else None, filters=filters)
+        titles = {d.id: d.title for d in kb.documents()}
     if args.json:
-        _print_json(answer.to_dict())
+        _print_json(answer.to_dict() | {"filters": filters.to_dict() if filters else {}})
         return 0
     print(answer.text)
+    if filters:
+        print(f"(searched only {filters.describe(titles)})")
     if answer.notice:
         print(f"({answer.notice})")
     if answer.caveat:
@@ -180,6 +191,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _filter_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lang", choices=("en", "es"), help="only documents in this language")
+    p.add_argument("--doc", action="append", help="only this document: id, file name or title (repeatable)")
+    p.add_argument("--from", dest="date_from", metavar="DATE",
+                   help="only documents dated on or after DATE (YYYY, YYYY-MM or YYYY-MM-DD; see --date-field)")
+    p.add_argument("--to", dest="date_to", metavar="DATE", help="only documents dated on or before DATE")
+    p.add_argument("--date-field", default="checked",
+                   help="the document metadata field holding its date (default: checked)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--index", help="index folder (default: PERU_QA_INDEX or ./index built from documents/)")
@@ -200,8 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--k", "-k", type=int, default=5)
     p.add_argument("--mode", choices=MODES, default="hybrid")
-    p.add_argument("--lang", choices=("en", "es"), help="only documents in this language")
-    p.add_argument("--doc", action="append", help="only this document id (repeatable)")
+    _filter_flags(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
@@ -240,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", parents=[common], help="a cited answer from the documents")
     p.add_argument("question")
     p.add_argument("--no-llm", action="store_true", help="extractive answer even if PERU_QA_LLM_URL is set")
+    _filter_flags(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ask)
 

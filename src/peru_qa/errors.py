@@ -46,3 +46,7 @@ class IndexCorruptError(PeruQAError):
 class DocumentNotFound(PeruQAError, KeyError):
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else "document not found"
+
+
+class BadFilterError(PeruQAError, ValueError):
+    """A search filter that cannot be applied (unknown key, malformed date)."""

@@ -187,7 +187,7 @@ class KnowledgeBase:
         derived = self.indexes.current()
         allowed = None
         if filt is not None and not filt.empty:
-            allowed = self.store.chunk_ids_where(filt.doc_ids, filt.languages)
+            allowed = self.store.chunk_ids_where(filt)
             if len(allowed) == 0:
                 return []
         if mode != "keyword" and len(derived.vectors):

@@ -12,12 +12,14 @@ query's language (see `FusionParams`); the weights were tuned on training data o
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from .errors import BadFilterError
 from .text import detect_language, query_tokens
 
 if TYPE_CHECKING:
@@ -57,20 +59,45 @@ class Passage:
 
 @dataclass
 class Filters:
+    """What a search may look at: documents, languages, and a date range on a document metadata field.
+
+    Dates are compared as ISO prefixes at their common precision, so a document "checked" in "2024-11" falls in
+    the range "2024".."2024" and in "2024-11-05".."2025"; a document without the field is left out when a date
+    bound is given."""
+
     doc_ids: list[str] | None = None
     languages: list[str] | None = None
+    #: Inclusive bounds, "YYYY", "YYYY-MM" or "YYYY-MM-DD"; None means open on that side.
+    date_from: str | None = None
+    date_to: str | None = None
+    #: Which key of the document's metadata holds its date (the corpus writes "checked" from "Checked:" lines).
+    date_field: str = "checked"
+
+    def __post_init__(self) -> None:
+        for name in ("date_from", "date_to"):
+            value = getattr(self, name)
+            if value is not None:
+                value = str(value).strip()
+                if value and not _DATE.fullmatch(value):
+                    raise BadFilterError(f"{name.replace('_', ' ')} {value!r} is not a date: use YYYY, YYYY-MM or "
+                                     "YYYY-MM-DD")
+                setattr(self, name, value or None)
+        if not _FIELD.fullmatch(self.date_field):
+            raise BadFilterError(f"date field {self.date_field!r} must be a plain metadata key (letters, digits, _)")
 
     @classmethod
     def coerce(cls, value: Filters | dict | None) -> Filters | None:
-        """Accept a Filters, or a dict like {"language": "es", "doc_id": ["a1b2"]}."""
+        """Accept a Filters, or a dict like {"language": "es", "doc_id": ["a1b2"], "date_from": "2020"}."""
         if value is None or isinstance(value, Filters):
             return value
         if not isinstance(value, dict):
             raise TypeError("filters must be a Filters or a dict")
-        known = {"doc_id", "doc_ids", "document", "documents", "language", "languages"}
+        known = {"doc_id", "doc_ids", "document", "documents", "language", "languages", "date_from", "date_to",
+                 "from", "to", "date_field"}
         unknown = set(value) - known
         if unknown:
-            raise ValueError(f"unknown filter(s) {sorted(unknown)}: use doc_id and/or language")
+            raise BadFilterError(f"unknown filter(s) {sorted(unknown)}: use doc_id, language, date_from, date_to "
+                             "and/or date_field")
 
         def listify(*keys: str) -> list[str] | None:
             for key in keys:
@@ -79,12 +106,51 @@ class Filters:
                     return [v] if isinstance(v, str) else list(v)
             return None
 
+        def first(*keys: str) -> str | None:
+            return next((str(value[k]) for k in keys if value.get(k) not in (None, "")), None)
+
         return cls(doc_ids=listify("doc_id", "doc_ids", "document", "documents"),
-                   languages=listify("language", "languages"))
+                   languages=listify("language", "languages"), date_from=first("date_from", "from"),
+                   date_to=first("date_to", "to"), date_field=str(value.get("date_field") or "checked"))
 
     @property
     def empty(self) -> bool:
-        return self.doc_ids is None and self.languages is None
+        return self.doc_ids is None and self.languages is None and self.date_from is None and self.date_to is None
+
+    def date_matches(self, value: str | None) -> bool:
+        """Whether a document's date (its metadata field) lies in the range, compared at common precision."""
+        if self.date_from is None and self.date_to is None:
+            return True
+        if not value:
+            return False
+        value = str(value)
+        for bound, ok in ((self.date_from, lambda a, b: a >= b), (self.date_to, lambda a, b: a <= b)):
+            if bound is not None:
+                n = min(len(value), len(bound))
+                if not ok(value[:n], bound[:n]):
+                    return False
+        return True
+
+    def describe(self, titles: dict[str, str] | None = None) -> str:
+        """One line naming the filters that are on ('' when none): shown with answers searched under them."""
+        parts = []
+        if self.doc_ids is not None:
+            names = [(titles or {}).get(d, d) for d in self.doc_ids]
+            parts.append(("documents: " if len(names) != 1 else "document: ") + "; ".join(names))
+        if self.languages is not None:
+            parts.append("language: " + ", ".join(self.languages))
+        if self.date_from is not None or self.date_to is not None:
+            parts.append(f"{self.date_field}: {self.date_from or '…'} to {self.date_to or '…'}")
+        return " · ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None and not (k == "date_field" and
+                                                                               self.date_from is None and
+                                                                               self.date_to is None)}
+
+
+_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from filelock import FileLock
@@ -37,6 +37,9 @@ from .config import env_float
 from .errors import IndexBusyError, IndexCorruptError, PeruQAError
 from .keyword import KeywordIndex
 from .vectors import VectorIndex, ann_min_vectors
+
+if TYPE_CHECKING:
+    from .retrieval import Filters
 
 SCHEMA_VERSION = 2
 DB_NAME = "peru_qa.sqlite"
@@ -449,15 +452,23 @@ class Store:
             "SELECT d.title, c.section, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id ORDER BY c.id")
         return [(r[0], r[1], r[2]) for r in rows]
 
-    def chunk_ids_where(self, doc_ids: list[str] | None, languages: list[str] | None) -> np.ndarray:
+    def chunk_ids_where(self, filters: Filters) -> np.ndarray:
+        """Ids of the chunks a search may return under `filters` (documents, languages, metadata date range)."""
         sql = "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE 1=1"
         args: list[str] = []
-        if doc_ids is not None:
-            sql += f" AND c.doc_id IN ({','.join('?' * len(doc_ids))})"
-            args += doc_ids
-        if languages is not None:
-            sql += f" AND d.language IN ({','.join('?' * len(languages))})"
-            args += languages
+        if filters.doc_ids is not None:
+            sql += f" AND c.doc_id IN ({','.join('?' * len(filters.doc_ids))})"
+            args += filters.doc_ids
+        if filters.languages is not None:
+            sql += f" AND d.language IN ({','.join('?' * len(filters.languages))})"
+            args += filters.languages
+        if filters.date_from is not None or filters.date_to is not None:
+            # Few documents, free-form dates: the range test is Filters.date_matches, run on each document.
+            rows = self.db.execute("SELECT id, json_extract(metadata, '$.' || ?) FROM documents",
+                                   (filters.date_field,)).fetchall()
+            dated = [r[0] for r in rows if filters.date_matches(r[1])]
+            sql += f" AND c.doc_id IN ({','.join('?' * len(dated))})"
+            args += dated
         rows = self.db.execute(sql, args).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
