@@ -53,7 +53,11 @@ def upload(page, path: Path) -> str:
     page.locator("#pqa-files input[type=file]").set_input_files(str(path))
     try:
         # Gradio renders the name more than once, not all copies visible: wait for a visible one.
-        page.locator("#pqa-files").get_by_text(path.name).filter(visible=True).first.wait_for(timeout=180_000)
+        # The file list renders "stem" and ".ext" in separate spans (text "jaguar .txt"); its cell's aria-label
+        # holds the whole name.
+        files = page.locator("#pqa-files")
+        files.locator(f"[aria-label='{path.name}']").or_(files.get_by_text(path.name)).filter(
+            visible=True).first.wait_for(timeout=180_000)
     except Exception:
         page.screenshot(path=str(path.with_suffix(".upload-failed.png")), full_page=True)
         raise
