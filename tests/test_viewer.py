@@ -145,13 +145,14 @@ def test_only_indexed_files_are_offered_for_download(library):
         service.close()
 
 
-def test_ocr_line_boxes_from_page_metadata(library):
-    kb, _, _ = library
-    meta = {"ocr": True, "confidence": 87.5, "size": [1000, 2000],
-            "lines": [{"text": "The Ocelot crew hides gold dust", "bbox": [100, 200, 900, 240]},
-                      {"text": "Unrelated line of the scan", "bbox": [100, 300, 900, 340]}]}
-    boxes = Viewer(kb).ocr_boxes(meta, [QUOTE])
-    assert boxes == [(0.1, 0.1, 0.8, 0.02)]
+def test_ocr_line_boxes_cover_the_quoted_span_only():
+    """OCR's line boxes (peru_qa.ocr: [start, end, left, top, width, height] in pixels of ocr_size) that overlap a
+    quoted span are highlighted, as fractions of the scan; lines outside the quote are not."""
+    meta = {"ocr": True, "confidence": 87.5, "ocr_size": [1000, 2000],
+            "ocr_lines": [[0, 31, 100, 200, 800, 40], [32, 58, 100, 300, 800, 40], [59, 80, 100, 400, 800, 40]]}
+    assert Viewer.ocr_boxes(meta, [(5, 40)]) == [(0.1, 0.1, 0.8, 0.02), (0.1, 0.15, 0.8, 0.02)]
+    assert Viewer.ocr_boxes(meta, []) == []
+    assert Viewer.ocr_boxes({"ocr": True}, [(0, 10)]) == []
 
 
 def _passage(text: str, source: str, page: int | None = 2, title: str = "Report") -> Passage:

@@ -266,25 +266,23 @@ class Viewer:
                 pdf.close()
         return out
 
-    def ocr_boxes(self, page_metadata: dict, quotes: list[str]) -> list[tuple[float, float, float, float]]:
-        """Boxes of OCR lines that hold part of a quote, when OCR stored line boxes in the page's metadata.
-
-        Expected shape: {"lines": [{"text": ..., "bbox": [x0, y0, x1, y1]}], "size": [width, height]}, the
-        boxes in the image's pixels (or fractions when there is no "size")."""
-        lines = page_metadata.get("lines") or page_metadata.get("boxes") or []
-        size = page_metadata.get("size") or [1, 1]
-        if not isinstance(lines, list) or not quotes:
+    @staticmethod
+    def ocr_boxes(page_metadata: dict, marks: list[tuple[int, int]]) -> list[tuple[float, float, float, float]]:
+        """Boxes of the OCR lines that overlap the quoted spans (`marks`: offsets in the page text), as fractions of
+        the scan's size. OCR stores each recognised line as [start, end, left, top, width, height] with `start`/`end`
+        in the page text and the box in pixels of `ocr_size` (see peru_qa.ocr)."""
+        lines = page_metadata.get("ocr_lines") or []
+        size = page_metadata.get("ocr_size") or []
+        if not marks or not isinstance(lines, list) or len(size) != 2 or not all(size):
             return []
-        wanted = [_folded(q)[0] for q in quotes]
+        width, height = float(size[0]), float(size[1])
         out = []
         for line in lines:
-            if not isinstance(line, dict) or len(line.get("bbox") or []) != 4:
+            if not isinstance(line, (list, tuple)) or len(line) != 6:
                 continue
-            text = _folded(str(line.get("text", "")))[0]
-            if len(text) >= 4 and any(text in q for q in wanted):
-                x0, y0, x1, y1 = (float(v) for v in line["bbox"])
-                w, h = float(size[0]) or 1.0, float(size[1]) or 1.0
-                out.append((x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h))
+            start, end, left, top, w, h = (float(v) for v in line)
+            if any(start < m_end and m_start < end for m_start, m_end in marks):
+                out.append((left / width, top / height, w / width, h / height))
         return out
 
     # --- views ----------------------------------------------------------------------------------
@@ -343,7 +341,7 @@ class Viewer:
         view.image = self.render(view.doc_id, view.page)
         if view.image is None:
             return
-        view.boxes = self.boxes(view.doc_id, view.page, quotes) or self.ocr_boxes(view.page_metadata, quotes)
+        view.boxes = self.boxes(view.doc_id, view.page, quotes) or self.ocr_boxes(view.page_metadata, view.marks)
 
     def prefetch(self, targets: Iterable[tuple[str, int]]) -> None:
         """Render pages ahead of a click (errors ignored: the click will report them)."""
