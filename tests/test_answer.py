@@ -89,12 +89,12 @@ def test_follow_up_detection_and_rewriting():
 
 
 @pytest.mark.parametrize("first, follow_up, needle", [
-    ("Who controls drug trafficking in the VRAEM?", "and who finances them?", "protection fees"),
+    pytest.param("Who controls drug trafficking in the VRAEM?", "and who finances them?", "protection fees",
+                 marks=pytest.mark.xfail(reason="known failure (issue 12 reader): the Spanish twin of the financing "
+                                         "sentence outscores the English one (names count across languages, the "
+                                         "twin test needs equal figures or cosine >= 0.9)", strict=False)),
     ("¿Quién controla el narcotráfico en el VRAEM?", "¿y quién los financia?", "cupos"),
 ])
-@pytest.mark.xfail(reason="known failure (issue 12 reader): 'who finances them?' is read as asking for a name, and "
-                   "the financing sentence names none (its antecedent is two sentences back); a name-bearing sentence "
-                   "wins instead", strict=False)
 def test_follow_up_is_answered_in_context(qa_kb, first, follow_up, needle):
     alone = qa_kb.ask(follow_up)
     answer = qa_kb.ask(follow_up, [first])

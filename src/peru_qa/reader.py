@@ -111,6 +111,10 @@ HARD_KINDS = frozenset({"quantity", "date", "who", "place"})
 REDUNDANCY = 0.6
 #: Ordering bonus for sentences in the question's language (never changes whether we answer at all).
 SAME_LANGUAGE_BONUS = 0.05
+#: Two sentences in different languages this close (cosine of their vectors) state the same thing: a twin.
+TWIN_COSINE = 0.9
+#: ... and one in the question's language is quoted instead when it scores at most this much lower.
+TWIN_MARGIN = 0.1
 #: A later sentence is quoted only when it scores at least this share of the way from the threshold to the best.
 TAIL = 0.7
 
@@ -262,12 +266,14 @@ def score_sentences(index: Index, question: Question, query_vector: np.ndarray, 
                     1, len(question.names))
             rescaled = (float(sim) + (0.0 if same else calibration.cross_dense) - low) / (1 - low)
             # "The group is financed by…" carries the who (or when, where) of the sentence it leans on.
-            carries = asks in info.carries or (before is not None and asks in before.carries)
+            # "The group" names what the passage named last: up to two sentences back.
+            earlier = [infos[j] for j in range(k - 1, max(-1, k - 3), -1)] if info.leans_back else []
+            carries = asks in info.carries or any(asks in e.carries for e in earlier)
             if carries and asks in ("who", "place"):
                 # The answer is a name the question does not already give ("Who leads Los Pulpos?" is not
                 # answered by a sentence whose only names are "Los Pulpos" and "Trujillo" from the title).
                 given = question.names | title_names
-                carries = bool(info.names - given) or (before is not None and bool(before.names - given))
+                carries = bool(info.names - given) or any(asks in e.carries and e.names - given for e in earlier)
             # About the question's subject: one of its names or numbers is in the sentence, the one it leans on,
             # or the passage's title (names are not translated, so this holds across languages).
             about = not question.names or bool(question.names & (
@@ -326,8 +332,9 @@ def select(found: Evidence, limit: int = MAX_SENTENCES) -> _Choice:
     first = answering[0]
     # The same fact in the question's language, nearly as good: quote that one.
     if first.language != language:
-        twin = next((s for s in answering if s.language == language and s.score >= first.score - 0.1
-                     and _facts(s) and _facts(s) == _facts(first)), None)
+        twin = next((s for s in answering if s.language == language and s.score >= first.score - TWIN_MARGIN
+                     and _facts(s) == _facts(first)
+                     and (_facts(s) or float(s.vector @ first.vector) >= TWIN_COSINE)), None)
         first = twin or first
     best = first.score
     floor = found.threshold + TAIL * (best - found.threshold)
