@@ -106,7 +106,7 @@ def test_document_html_is_inert_in_chat_sources_and_viewer_then_removed(page, tm
     evil = tmp_path / "jaguar.txt"
     evil.write_text("Jaguar cell\n\n" + PAYLOAD + "\n", encoding="utf-8")
     assert "added: jaguar.txt" in upload(page, evil)
-    ask(page, "Where does the Jaguar cell keep its accounts?", "ledger called")
+    ask(page, "What does the Jaguar cell keep its accounts in?", "ledger called")
     page.locator("#pqa-sources summary").first.click()
     page.locator("#pqa-sources .pqa-open").first.click()  # "Open in page" on the source card
     page.locator("#pqa-viewer pre").get_by_text("ledger called").wait_for()
@@ -141,7 +141,7 @@ def test_document_html_is_inert_in_chat_sources_and_viewer_then_removed(page, tm
     page.get_by_role("tab", name="Chat").click()
     page.get_by_role("button", name="New conversation").click()
     box = page.locator("#pqa-question textarea")
-    box.fill("Where does the Jaguar cell keep its accounts?")
+    box.fill("What does the Jaguar cell keep its accounts in?")
     box.press("Enter")
     page.locator("#pqa-sources h4").wait_for()
     assert "jaguar.txt" not in page.locator("#pqa-sources").inner_text()
