@@ -233,7 +233,7 @@ def run_domain(model: str | None, splits: list[str]) -> dict:
     from peru_qa import open_default
 
     rows = [r for r in _read_jsonl(ANSWERS) if r["split"] in splits]
-    kb = open_default(model=model)
+    kb = open_default(model=model, answers=True)
     print(f"in-domain: {len(rows)} questions over the default index ({kb.model_name})", file=sys.stderr, flush=True)
     asked = []
     warm_up(kb, "What is the VRAEM?")

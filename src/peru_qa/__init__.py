@@ -30,19 +30,28 @@ from .answer import Answer, ask  # noqa: E402
 register_answerer(ask)
 
 
-def open_default(model: str | None = None, progress: ProgressFn | None = None) -> KnowledgeBase:
-    """The default index (index/ or PERU_QA_INDEX), brought up to date with documents/ first."""
+def open_default(model: str | None = None, progress: ProgressFn | None = None, *,
+                 answers: bool = False) -> KnowledgeBase:
+    """The default index (index/ or PERU_QA_INDEX), brought up to date with documents/ first.
+
+    `answers=True` also reads the sentences of every chunk for the reader (what the chat and `ask` do), so that
+    no question pays for them; retrieval alone does not need it."""
     from .config import default_documents_path
 
     kb = KnowledgeBase(model=model)
     documents = default_documents_path()
     if documents.is_dir() and kb.is_stale(documents):
         kb.sync_folder(documents, progress=progress or progress_bar())
-    # The reader's sentences (and their vectors) for chunks not read yet, so that no question pays for them.
+    if answers:
+        prepare_answers(kb, progress)
+    return kb
+
+
+def prepare_answers(kb: KnowledgeBase, progress: ProgressFn | None = None) -> int:
+    """Read and embed, once, the sentences of the chunks the reader has not seen (see `answer.prepare`)."""
     from .answer import prepare
 
-    prepare(kb, progress=progress or progress_bar(unit="chunk", desc="reading sentences"))
-    return kb
+    return prepare(kb, progress=progress or progress_bar(unit="chunk", desc="reading sentences"))
 
 
 def retrieve(query: str, k: int = 5, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Passage]:
@@ -54,6 +63,7 @@ def retrieve(query: str, k: int = 5, filters: Filters | dict | None = None, mode
 __all__ = [
     "KnowledgeBase", "TextDocument", "Answer", "ask", "register_answerer",
     "Passage", "Filters", "FusionParams", "AddReport", "FileResult", "CheckReport",
-    "retrieve", "open_default", "PeruQAError", "ExtractionError", "UnsupportedFileType", "ModelMismatchError",
+    "retrieve", "open_default", "prepare_answers", "PeruQAError", "ExtractionError", "UnsupportedFileType",
+    "ModelMismatchError",
     "EmptyQueryError", "IndexBusyError", "DocumentNotFound",
 ]

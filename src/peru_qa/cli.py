@@ -14,12 +14,17 @@ from .progress import progress_bar
 from .retrieval import MODES, Filters
 
 
-def _open(args: argparse.Namespace, create: bool = True) -> KnowledgeBase:
-    if args.index is None:
-        from . import open_default
+def _open(args: argparse.Namespace, create: bool = True, answers: bool = False) -> KnowledgeBase:
+    """The index named by --index, or the default one kept in step with documents/. `answers`: the caller will
+    answer questions, so the reader's sentences are read first (once per chunk)."""
+    from . import open_default, prepare_answers
 
-        return open_default(model=args.model)
-    return KnowledgeBase(args.index, model=args.model, create=create)
+    if args.index is None:
+        return open_default(model=args.model, answers=answers)
+    kb = KnowledgeBase(args.index, model=args.model, create=create)
+    if answers:
+        prepare_answers(kb)
+    return kb
 
 
 def _write_line(line: str) -> None:
@@ -157,7 +162,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    with _open(args) as kb:
+    with _open(args, answers=True) as kb:
         filters = _filters(args, kb)
         answer = kb.ask(args.question, llm=False if args.no_llm else None, filters=filters)
         titles = {d.id: d.title for d in kb.documents()}
@@ -182,7 +187,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .ui import launch
 
-    kb = _open(args)
+    kb = _open(args, answers=True)
     print(f"peru-qa: http://{args.host}:{args.port} (index {kb.path}; Ctrl+C to stop)", file=sys.stderr)
     try:
         launch(kb, host=args.host, port=args.port, quiet=True)

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .answer import Answer, SentenceCache, stream
+from .answer import Answer, SentenceCache, prepare, stream
 from .config import SUPPORTED_SUFFIXES, env_float
 from .errors import PeruQAError
 from .export import Turn, citation_text, conversation_json, conversation_markdown, quoted_sentences
@@ -369,8 +369,11 @@ class ChatService:
 
         def run():
             try:
-                return self.writer().add(staged, progress=progress,
-                                         on_result=lambda result: events.put(("result", _result_line(result))))
+                report = self.writer().add(staged, progress=progress,
+                                           on_result=lambda result: events.put(("result", _result_line(result))))
+                # The reader's sentences of the new chunks, read now so that the first question about them is fast.
+                prepare(self.writer(), progress=progress)
+                return report
             finally:
                 events.put(("end", None))
 
