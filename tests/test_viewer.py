@@ -196,3 +196,17 @@ def test_export_markdown_citations_match_the_answer():
     assert both.count("**Sources**") == 2 and "## 1. How much coca?" in both and "## 2. How much coca?" in both
     data = json.loads(conversation_json([turn]))
     assert data["answers"][0]["citations"][0]["n"] == 1 and data["answers"][0]["filters"] == {"languages": ["en"]}
+
+
+def test_source_cards_show_ocr_and_checked_date():
+    """A citation says when its text came from OCR (with the confidence) and when its document was last checked."""
+    from peru_qa.ui import sources_html
+
+    scanned = _passage("Seized ledgers name the Callao crews.", "/x/scan.pdf")
+    scanned.page_metadata = {"ocr": True, "confidence": 81.4}
+    brief = _passage("Extortion complaints rose in 2024.", "/x/brief.md", page=None)
+    brief.metadata = {"checked": "2026-12"}
+    shown = sources_html(Answer("q", "Seized ledgers name the Callao crews. [1] Extortion complaints rose in "
+                                "2024. [2]", [scanned, brief], False, "en"))
+    assert "scan.pdf · OCR 81%" in shown and "brief.md · checked 2026-12" in shown
+    assert "scan.pdf · OCR 81% · checked" not in shown

@@ -137,10 +137,24 @@ def sources_html(answer: Answer | None, turn: int | None = None) -> str:
         parts.append(
             f"<details><summary><b>{label}{html.escape(passage.title)}</b>{html.escape(_where(passage))}"
             f"{' · ' + html.escape(passage.section) if passage.section and passage.section != passage.title else ''}"
-            f" <span class='pqa-file'>· {html.escape(Path(passage.source).name)}</span></summary>"
+            f" <span class='pqa-file'>· {html.escape(Path(passage.source).name)}{html.escape(_provenance(passage))}"
+            "</span></summary>"
             f"<div class='pqa-actions'>{actions}</div><blockquote>{body}</blockquote></details>")
     parts.append("</div>")
     return "".join(parts)
+
+
+def _provenance(passage: Passage) -> str:
+    """' · OCR 87% · checked 2026-12': text read from a scan (check it against the page image) and when the
+    document's content was last checked (its "Checked:" line), shown next to each citation."""
+    bits = []
+    page = passage.page_metadata or {}
+    if page.get("ocr"):
+        confidence = page.get("confidence")
+        bits.append("OCR" + (f" {confidence:.0f}%" if isinstance(confidence, (int, float)) else ""))
+    if (passage.metadata or {}).get("checked"):
+        bits.append(f"checked {passage.metadata['checked']}")
+    return "".join(f" · {b}" for b in bits)
 
 
 def _highlight(text: str, sentences: list[str]) -> str:
