@@ -10,6 +10,7 @@ components render HTML, and a document must never be able to run script in the p
 from __future__ import annotations
 
 import html
+import logging
 import os
 import queue
 import re
@@ -383,11 +384,8 @@ class ChatService:
 
         def run():
             try:
-                report = self.writer().add(staged, progress=progress,
-                                           on_result=lambda result: events.put(("result", _result_line(result))))
-                # The reader's sentences of the new chunks, read now so that the first question about them is fast.
-                prepare(self.writer(), progress=progress)
-                return report
+                return self.writer().add(staged, progress=progress,
+                                         on_result=lambda result: events.put(("result", _result_line(result))))
             finally:
                 events.put(("end", None))
 
@@ -413,7 +411,17 @@ class ChatService:
             if result.status == "unchanged" and result.reason.startswith("same content") or result.failed:
                 Path(result.path).unlink(missing_ok=True)  # keep uploads/ to what is indexed
             lines.append(_result_line(result))
+        if any(r.status in ("added", "replaced") for r in report.results):
+            # The reader's sentences of the new chunks, read next in the worker (after the library shows the
+            # files), so that the first question about them does not pay for it.
+            self._worker.submit(self._prepare_answers)
         yield UploadOutcome(lines, True)
+
+    def _prepare_answers(self) -> None:
+        try:
+            prepare(self.writer())
+        except Exception:  # noqa: BLE001 - best effort: a question reads what is missing itself
+            logging.getLogger(__name__).exception("reading sentences of new documents failed")
 
     def remove(self, doc_id: str) -> str:
         if not doc_id:
