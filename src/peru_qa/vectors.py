@@ -38,6 +38,7 @@ class VectorIndex:
         self.dim = dim
         self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self._ivf = faiss.try_extract_index_ivf(self.index)
+        self._ids: np.ndarray | None = None  # IVF only: its ids, gathered from the lists once per change
 
     @classmethod
     def build(cls, dim: int, ids: np.ndarray, vectors: np.ndarray) -> VectorIndex:
@@ -70,10 +71,12 @@ class VectorIndex:
     def ids(self) -> np.ndarray:
         if self._ivf is None:
             return faiss.vector_to_array(self.index.id_map).astype(np.int64)
-        lists = self._ivf.invlists
-        parts = [faiss.rev_swig_ptr(lists.get_ids(n), lists.list_size(n)).copy()
-                 for n in range(self._ivf.nlist) if lists.list_size(n)]
-        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+        if self._ids is None:
+            lists = self._ivf.invlists
+            parts = [faiss.rev_swig_ptr(lists.get_ids(n), lists.list_size(n)).copy()
+                     for n in range(self._ivf.nlist) if lists.list_size(n)]
+            self._ids = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+        return self._ids
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of these chunk ids (exact scores for candidates the other retriever found)."""
@@ -81,12 +84,14 @@ class VectorIndex:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
+            self._ids = None
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
 
     def remove(self, ids: np.ndarray) -> None:
         if not len(ids):
             return
         ids = np.ascontiguousarray(ids, dtype=np.int64)
+        self._ids = None
         if self._ivf is None:
             self.index.remove_ids(faiss.IDSelectorBatch(ids))
         else:  # the IVF's id → vector table only removes by an explicit array
