@@ -210,3 +210,15 @@ def test_source_cards_show_ocr_and_checked_date():
                                 "2024. [2]", [scanned, brief], False, "en"))
     assert "scan.pdf · OCR 81%" in shown and "brief.md · checked 2026-12" in shown
     assert "scan.pdf · OCR 81% · checked" not in shown
+
+
+def test_markers_before_a_note_line_link_and_highlight():
+    """The reader may end an answer with a line of its own (the language note, the conflict line): the [n] just
+    before it still opens the viewer and its sentence is still marked in the source."""
+    from peru_qa.ui import answer_markdown as chat_markdown
+
+    text = "The Puma cell hides cocaine in mango crates."
+    answer = Answer("q", f"{text} [1]\n\nNota: la fuente citada está en inglés.", [_passage(text, "/x/a.pdf")],
+                    False, "es")
+    assert "[\\[1\\]](#pqa-cite-2-1)" in chat_markdown(answer, turn=2)
+    assert quoted_sentences(answer) == {1: [text]}

@@ -30,7 +30,7 @@ def quoted_sentences(answer: Answer) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     if answer.mode != "extractive" or answer.abstained:
         return out
-    for sentence, n in re.findall(r"(.+?) \[(\d+)\](?: |$)", answer.text, re.S):  # a quote may span lines
+    for sentence, n in re.findall(r"(.+?) \[(\d+)\](?:\s|$)", answer.text, re.S):  # a quote may span lines
         out.setdefault(int(n), []).append(sentence.strip())
     return out
 

@@ -164,7 +164,7 @@ def _highlight(text: str, sentences: list[str]) -> str:
     return highlight_html(text, spans)
 
 
-_MARKER = re.compile(r" \[(\d+)\](?= |$)")
+_MARKER = re.compile(r" \[(\d+)\](?=\s|$)")  # a line (language note, conflict) may follow
 
 
 def answer_markdown(answer: Answer, text: str | None = None, turn: int | None = None, filters_text: str = "") -> str:
@@ -231,7 +231,7 @@ class ChatService:
             elif self.llm is not None:
                 yield _md_escape(event), None
             else:
-                pieces = re.findall(r".+? \[\d+\](?= |$)", event, re.S) or [event]
+                pieces = re.findall(r".+? \[\d+\](?=\s|$)", event, re.S) or [event]
                 for i in range(1, len(pieces)):
                     yield _md_escape(" ".join(pieces[:i])), None
 
