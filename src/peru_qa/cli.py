@@ -54,12 +54,11 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def _ocr_mark(passage) -> str:
-    """' · OCR 87%' for text recognised from a scan: the reader should check the page image for exact words."""
-    meta = getattr(passage, "page_metadata", None) or {}
-    if not meta.get("ocr"):
-        return ""
-    confidence = meta.get("confidence")
-    return f" · OCR {confidence:.0f}%" if isinstance(confidence, (int, float)) else " · OCR"
+    """' · OCR 87%' after a source whose text came from a scan."""
+    from .ocr import ocr_label
+
+    label = ocr_label(getattr(passage, "page_metadata", None))
+    return f" · {label}" if label else ""
 
 
 def _filters(args: argparse.Namespace, kb: KnowledgeBase) -> Filters | None:

@@ -19,7 +19,7 @@ from .errors import DocumentNotFound, EmptyQueryError, ModelMismatchError, PeruQ
 from .ingest import AddReport, FileResult, Ingest, ProgressFn, TextDocument, iter_files
 from .maintenance import CheckReport
 from .retrieval import MODES, Filters, FusionParams, Passage, Ranked, fusion_for_model, rank, search
-from .store import Derived, DocumentRecord, Store
+from .store import DocumentRecord, Store
 
 #: Answers questions for `KnowledgeBase.ask`: (kb, question, history, **options) -> Answer. Registered by the
 #: package's __init__ (peru_qa.answer.ask) so that this module never imports the answer layer (one-way imports).
@@ -127,7 +127,7 @@ class KnowledgeBase:
         doc = self.find_document(ref)
         with self.store.writer():
             self.store.delete_documents([doc.id])
-        self._publish()
+        self.indexes.publish()
         return doc
 
     def documents(self) -> list[DocumentRecord]:
@@ -159,14 +159,6 @@ class KnowledgeBase:
     # --- derived indexes --------------------------------------------------------------------------
     def _info(self) -> dict:
         return {"model": self.model_name, "dimension": int(self.store.meta("dimension") or 0) or None}
-
-    def _publish(self) -> None:
-        """Bring the derived files up to SQLite's state (see `DerivedIndexes.publish`)."""
-        self.indexes.publish()
-
-    def _current(self) -> Derived:
-        """Derived indexes for searching (see `DerivedIndexes.current`)."""
-        return self.indexes.current()
 
     # --- searching ----------------------------------------------------------------------------------
     def term_share(self, terms: Iterable[str]) -> float:

@@ -150,6 +150,16 @@ class OcrPage:
                    meta["ocr_languages"], [tuple(line) for line in meta.get("ocr_lines", [])])
 
 
+def ocr_label(page_metadata: dict | None) -> str:
+    """'OCR 87%' for a page whose text was recognised from a scan ('' otherwise): a reader should check the
+    page image for exact words. Shown by the CLI and next to citations in the chat."""
+    meta = page_metadata or {}
+    if not meta.get("ocr"):
+        return ""
+    confidence = meta.get("confidence")
+    return f"OCR {confidence:.0f}%" if isinstance(confidence, (int, float)) else "OCR"
+
+
 def recognize(image, resolution: int | None = None) -> OcrPage:
     """OCR one page image (PIL). `resolution` is its dpi when known (rendered PDFs, TIFF headers)."""
     check()

@@ -148,11 +148,9 @@ def sources_html(answer: Answer | None, turn: int | None = None) -> str:
 def _provenance(passage: Passage) -> str:
     """' · OCR 87% · checked 2026-12': text read from a scan (check it against the page image) and when the
     document's content was last checked (its "Checked:" line), shown next to each citation."""
-    bits = []
-    page = passage.page_metadata or {}
-    if page.get("ocr"):
-        confidence = page.get("confidence")
-        bits.append("OCR" + (f" {confidence:.0f}%" if isinstance(confidence, (int, float)) else ""))
+    from .ocr import ocr_label
+
+    bits = [ocr_label(passage.page_metadata)] if ocr_label(passage.page_metadata) else []
     if (passage.metadata or {}).get("checked"):
         bits.append(f"checked {passage.metadata['checked']}")
     return "".join(f" · {b}" for b in bits)
