@@ -89,10 +89,7 @@ def test_follow_up_detection_and_rewriting():
 
 
 @pytest.mark.parametrize("first, follow_up, needle", [
-    pytest.param("Who controls drug trafficking in the VRAEM?", "and who finances them?", "protection fees",
-                 marks=pytest.mark.xfail(reason="known failure (issue 12 reader): the Spanish twin of the financing "
-                                         "sentence outscores the English one (names count across languages, the "
-                                         "twin test needs equal figures or cosine >= 0.9)", strict=False)),
+    ("Who controls drug trafficking in the VRAEM?", "and who finances them?", "protection fees"),
     ("¿Quién controla el narcotráfico en el VRAEM?", "¿y quién los financia?", "cupos"),
 ])
 def test_follow_up_is_answered_in_context(qa_kb, first, follow_up, needle):

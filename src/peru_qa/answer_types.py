@@ -54,23 +54,26 @@ class Answer:
     conflict: str = ""
     #: What the question asks for: quantity, date, who, place, definition, reason or other.
     asks: str = "other"
+    #: Set when the answer quotes the closest statements but none clearly states what was asked.
+    hedge: str = ""
 
     @property
     def caveat(self) -> str:
-        """`unmatched` as one line in the question's language ('' when there is nothing to say)."""
-        if not self.unmatched:
-            return ""
-        names = ", ".join(self.unmatched)
-        if self.language == "es":
-            return f"Las fuentes citadas no mencionan: {names}."
-        return f"The cited sources do not mention: {names}."
+        """What the sources lack, as one line in the question's language ('' when there is nothing to say): the
+        reader's hedge (no sentence clearly states what was asked) and the question's names no source mentions."""
+        lines = [self.hedge] if self.hedge else []
+        if self.unmatched:
+            names = ", ".join(self.unmatched)
+            lines.append(f"Las fuentes citadas no mencionan: {names}." if self.language == "es"
+                         else f"The cited sources do not mention: {names}.")
+        return " ".join(lines)
 
     def to_dict(self) -> dict:
         return {
             "question": self.question, "text": self.text, "abstained": self.abstained,
             "language": self.language, "query": self.query, "mode": self.mode, "notice": self.notice,
             "flagged": self.flagged, "support": round(self.support, 4), "unmatched": self.unmatched,
-            "asks": self.asks, "language_note": self.language_note, "conflict": self.conflict,
+            "asks": self.asks, "hedge": self.hedge, "language_note": self.language_note, "conflict": self.conflict,
             "quotes": [{"text": q.text, "n": q.n, "start": q.start, "end": q.end} for q in self.quotes],
             "citations": [{"n": n, **p.to_dict()} for n, p in enumerate(self.citations, 1)],
         }
@@ -110,10 +113,25 @@ class Evidence:
     support: float
     threshold: float
     asks: str = "other"
+    #: How close the closest sentence is to the question at all (see reader.Calibration.relevance); below
+    #: `relevance_floor` the documents are about something else and the answer abstains.
+    relevance: float = 1.0
+    relevance_floor: float | None = None
 
     @property
     def answerable(self) -> bool:
-        return bool(self.passages) and self.support >= self.threshold
+        """Whether to answer at all: the question is about what the documents cover."""
+        if not self.passages:
+            return False
+        if self.relevance_floor is None:  # a model without a relevance calibration: support decides
+            return self.support >= self.threshold
+        return self.relevance >= self.relevance_floor
+
+    @property
+    def confident(self) -> bool:
+        """Whether a sentence carries the kind of answer asked, about the question's subject, strongly enough to
+        answer without a caveat."""
+        return self.answerable and self.support >= self.threshold
 
 
 #: The old name (benchmarks and users' code).
