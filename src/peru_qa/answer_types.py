@@ -117,6 +117,10 @@ class Evidence:
     #: `relevance_floor` the documents are about something else and the answer abstains.
     relevance: float = 1.0
     relevance_floor: float | None = None
+    #: Share of the question's content words that no indexed chunk contains ("tomates", "maceta" in a corpus on
+    #: organized crime): with a middling relevance, the question is about something else.
+    unknown_words: float = 0.0
+    off_topic: bool = False
 
     @property
     def answerable(self) -> bool:
@@ -125,7 +129,7 @@ class Evidence:
             return False
         if self.relevance_floor is None:  # a model without a relevance calibration: support decides
             return self.support >= self.threshold
-        return self.relevance >= self.relevance_floor
+        return self.relevance >= self.relevance_floor and not self.off_topic
 
     @property
     def confident(self) -> bool:
