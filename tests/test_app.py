@@ -52,8 +52,6 @@ def test_ask_api_returns_json(client):
     assert not data["abstained"] and data["citations"][0]["source"].endswith("mining.txt")
 
 
-@pytest.mark.xfail(reason="known failure (issue 12 reader): 'who finances them?' is read as asking for a name, and the "
-                          "financing sentence names none; a name-bearing sentence wins instead", strict=False)
 def test_follow_up_in_the_chat(client):
     _, chat, _ = client.predict("Who controls drug trafficking in the VRAEM?", [], api_name="/chat")
     _, chat, _ = client.predict("and who finances them?", chat, api_name="/chat")

@@ -182,6 +182,68 @@ def test_near_miss_is_not_answered_plainly(reader_kb, question):
     assert answer.citations, "the closest passages are shown"
 
 
+@pytest.mark.parametrize("question", ["¿Cómo se cultivan tomates en una maceta?", "What is the capital of Australia?"])
+def test_off_topic_question_abstains(reader_kb, question):
+    """The documents are about something else: no statement is quoted, the closest passages are still listed."""
+    answer = reader_kb.ask(question, llm=False)
+    assert answer.abstained and not answer.quotes, answer.text
+    assert answer.citations
+
+
+@pytest.mark.parametrize("question, asked", [
+    ("When did Los Pulpos start extorting builders?", "the date asked for"),
+    ("¿Cuándo empezó Los Pulpos a extorsionar?", "la fecha que se pregunta"),
+])
+def test_answer_without_the_asked_kind_says_so(reader_kb, question, asked):
+    """On topic, but no sentence gives a date: the closest statement is quoted with a caveat naming what is
+    missing, in the question's language."""
+    answer = reader_kb.ask(question, llm=False)
+    assert not answer.abstained and answer.quotes and "Los Pulpos" in answer.quotes[0].text
+    assert asked in answer.hedge and answer.hedge in answer.caveat
+    assert answer.to_dict()["hedge"] == answer.hedge
+
+
+def test_caveat_never_denies_a_quoted_answer(reader_kb):
+    """A quoted sentence that carries the name asked is never captioned "no sentence states the name"."""
+    answer = reader_kb.ask("Who leads Los Pulpos?", llm=False)
+    assert not answer.abstained and "Carlos Arteaga" in " ".join(q.text for q in answer.quotes[:2])
+    assert "name asked for" not in answer.caveat
+
+
+def _passage(i: int, language: str):
+    from peru_qa.retrieval import Passage
+
+    return Passage(text=f"text {i}", chunk_id=i, doc_id=f"d{i}", title="", source="s", page=None, section="",
+                   language=language, start=0, end=6, score=1.0 - i / 100)
+
+
+class _RankedIndex:
+    """A stand-in index whose ranking puts 20 Spanish passages above 10 English ones."""
+
+    ranked = [_passage(i, "es") for i in range(20)] + [_passage(20 + i, "en") for i in range(10)]
+
+    def retrieve(self, query, k=5, filters=None):
+        from peru_qa.retrieval import Filters
+
+        filters = Filters.coerce(filters)
+        return [p for p in self.ranked if not filters or not filters.languages or p.language in filters.languages][:k]
+
+
+def test_reader_also_gets_passages_in_the_other_language():
+    """Keyword search cannot match across languages, so other-language evidence ranks low: the reader gets the
+    top k plus the best other-language passages of a deeper pool."""
+    from peru_qa.answer import OTHER_LANGUAGE_K, POOL_K, passages_for
+
+    got = passages_for(_RankedIndex(), "¿Quién lidera Los Pulpos en Trujillo?", k=8)
+    assert [p.chunk_id for p in got[:8]] == list(range(8))
+    extra = got[8:]
+    assert extra and len(extra) <= OTHER_LANGUAGE_K and all(p.language == "en" for p in extra)
+    assert all(p.chunk_id < POOL_K for p in extra), "taken from the same ranking's top POOL_K"
+    # A language filter is the user's choice: nothing is added.
+    assert [p.chunk_id for p in passages_for(_RankedIndex(), "¿Quién lidera Los Pulpos?", k=8,
+                                             filters={"language": "es"})] == list(range(8))
+
+
 def test_kb_does_not_import_the_answer_layer():
     import ast
     from pathlib import Path

@@ -94,7 +94,7 @@ class Calibration:
     relevance_floor: float | None = None
     relevance_cross: float = 0.05
     relevance_lexical: float = 0.03
-    #: ... and the answer abstains too when at least `unknown_share` of the question's content words occur in no
+    #: ... and the answer abstains too when more than `unknown_share` of the question's content words occur in no
     #: chunk while relevance is under `unknown_floor` (only when passages in the question's language were found:
     #: across languages every word is unknown).
     unknown_share: float = 0.5
@@ -178,8 +178,14 @@ _ASKED = {"en": {"quantity": "the figure", "date": "the date", "who": "the name"
           "es": {"quantity": "la cifra", "date": "la fecha", "who": "el nombre", "place": "el lugar"}}
 
 
-def hedge_line(language: str, asks: str) -> str:
-    """The caveat of an answer whose closest statements do not clearly state what was asked."""
+def hedge_line(language: str, asks: str, carried: bool = False) -> str:
+    """The caveat of an answer whose closest statements do not clearly state what was asked (`carried`: a quoted
+    one carries the kind of answer asked, but the opening one matches the question only loosely)."""
+    if carried:
+        if language == "es":
+            return ("Atención: las oraciones citadas se parecen solo en parte a la pregunta; compruebe que "
+                    "respondan a ella.")
+        return "Caution: the quoted statements match the question only loosely; check that they answer it."
     asked = _ASKED[language].get(asks)
     if language == "es":
         what = f"{asked} que se pregunta" if asked else "lo que se pregunta"
@@ -519,7 +525,7 @@ class ExtractiveReader:
                                     else calibration.relevance_cross) for s in sentences), default=0.0)
         unknown = (sum(1 for w in analysed.words if self.index.term_share(w) == 0) / len(analysed.words)
                    if analysed.words else 0.0)
-        off_topic = (calibration.unknown_floor is not None and unknown >= calibration.unknown_share
+        off_topic = (calibration.unknown_floor is not None and unknown > calibration.unknown_share
                      and relevance < calibration.unknown_floor and any(p.language == language for p in passages))
         return Evidence(question, query, language, passages, sentences, support, calibration.threshold, asks,
                         relevance, calibration.relevance_floor, unknown, off_topic)
@@ -577,7 +583,8 @@ class ExtractiveReader:
         note = language_note(found.language, {found.passages[i].language for i in numbers})
         if note:
             lines.append(note)
-        hedge = "" if found.confident else hedge_line(found.language, found.asks)
+        hedge = "" if found.confident else hedge_line(found.language, found.asks,
+                                                      any(s.answers for s in choice.sentences))
         return Answer(found.question, "\n\n".join(lines), citations, False, found.language, found.query,
                       notice=notice, support=found.support, quotes=quotes, language_note=note, conflict=conflict,
                       asks=found.asks, hedge=hedge)
