@@ -49,7 +49,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([r.__dict__ for r in report.results])
     else:
-        print(f"{report.summary()} — index {kb.path}", file=sys.stderr)
+        print(f"{report.summary()} — index {kb.shown}", file=sys.stderr)
     return 0 if report.ok else 1
 
 
@@ -128,7 +128,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     # Opening with the new model would be refused as a mismatch: open with the index's own model.
     with (KnowledgeBase(index, create=False) if index else KnowledgeBase()) as kb:
         result = kb.rebuild(model=args.model, progress=progress_bar())
-    print(f"rebuilt {kb.path}: {result['chunks']} chunks, model {result['model']}"
+    print(f"rebuilt {kb.shown}: {result['chunks']} chunks, model {result['model']}"
           + (f", {result['re_embedded']} re-embedded" if result["re_embedded"] else ""))
     return 0
 
@@ -187,7 +187,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .ui import launch
 
     kb = _open(args, answers=True)
-    print(f"peru-qa: http://{args.host}:{args.port} (index {kb.path}; Ctrl+C to stop)", file=sys.stderr)
+    print(f"peru-qa: http://{args.host}:{args.port} (index {kb.shown}; Ctrl+C to stop)", file=sys.stderr)
     try:
         launch(kb, host=args.host, port=args.port, quiet=True)
     finally:

@@ -322,6 +322,10 @@ class Store:
         row = self.db.execute("SELECT metadata FROM pages WHERE doc_id=? AND page=?", (doc_id, page)).fetchone()
         return json.loads(row[0]) if row else {}
 
+    def size_bytes(self) -> int:
+        """Bytes the index folder takes on disk."""
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
     def page_text(self, doc_id: str, page: int) -> str:
         row = self.db.execute("SELECT text FROM pages WHERE doc_id=? AND page=?", (doc_id, page)).fetchone()
         return row[0] if row else ""

@@ -319,7 +319,7 @@ class ChatService:
         """A second handle on the same index for writing, sharing the loaded model."""
         with self._writer_lock:
             if self._writer is None:
-                self._writer = KnowledgeBase(self.kb.path, embedder=self.kb.embedder)
+                self._writer = KnowledgeBase(self.kb.location, embedder=self.kb.embedder)
             return self._writer
 
     def documents_html(self) -> str:
