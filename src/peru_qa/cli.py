@@ -183,6 +183,31 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_copy(args: argparse.Namespace) -> int:
+    from .transfer import copy_index
+
+    report = copy_index(args.source, args.destination, progress=progress_bar())
+    print(report.summary())
+    return 0
+
+
+def cmd_postgres(args: argparse.Namespace) -> int:
+    from . import pgserver
+
+    if args.action == "start":
+        server = pgserver.start(args.dir, args.port)
+        print(server.url)
+        print(f"peru-qa: PostgreSQL running from {server.folder} (stop: peru-qa postgres stop"
+              f"{' --dir ' + args.dir if args.dir else ''})", file=sys.stderr)
+    elif args.action == "stop":
+        print("stopped" if pgserver.stop(args.dir) else "not running")
+    else:
+        server = pgserver.running(args.dir or pgserver.default_folder())
+        print(server.url if server else "not running")
+        return 0 if server else 1
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .ui import launch
 
@@ -267,6 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
     _filter_flags(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("copy", parents=[common], help="copy an index to another folder or a postgresql:// URL "
+                       "(vectors are copied, not re-embedded)")
+    p.add_argument("source", help="index folder or postgresql:// URL")
+    p.add_argument("destination", help="index folder or postgresql:// URL (created if needed)")
+    p.set_defaults(func=cmd_copy)
+
+    p = sub.add_parser("postgres", help="a local PostgreSQL + pgvector server for peru-qa (prints its URL)")
+    p.add_argument("action", choices=("start", "stop", "status"))
+    p.add_argument("--dir", help="its data folder (default: PERU_QA_PG_DIR or ~/.local/share/peru-qa/postgres)")
+    p.add_argument("--port", type=int, help="port (default: a free one)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_postgres)
 
     p = sub.add_parser("serve", parents=[common], help="start the web chat")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")

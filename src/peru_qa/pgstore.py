@@ -396,6 +396,17 @@ class PgStore:
             self._bump(conn)
 
     # --- chunks ---------------------------------------------------------------------------------
+    def document_chunks(self, doc_id: str) -> tuple[list[ChunkRow], np.ndarray]:
+        """A document's chunks as written and their vectors, in order (copying an index to another backend)."""
+        with self._conn() as conn:
+            rows = conn.execute('SELECT page, section, start, "end", text, terms, embedding::text AS v '
+                                "FROM chunks WHERE doc_id = %s ORDER BY id", (doc_id,)).fetchall()
+        chunks = [ChunkRow(r["page"], r["section"], r["start"], r["end"], r["text"], r["terms"].split())
+                  for r in rows]
+        dim = int(self.meta("dimension") or 0)
+        vectors = np.stack([_parse_vector(r["v"]) for r in rows]) if rows else np.zeros((0, dim), np.float32)
+        return chunks, vectors
+
     def chunk_ids(self) -> np.ndarray:
         with self._conn() as conn:
             rows = conn.execute("SELECT id FROM chunks ORDER BY id").fetchall()

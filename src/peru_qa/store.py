@@ -373,6 +373,16 @@ class Store:
             self._bump()
 
     # --- chunks -------------------------------------------------------------------------------
+    def document_chunks(self, doc_id: str) -> tuple[list[ChunkRow], np.ndarray]:
+        """A document's chunks as written and their vectors, in order (copying an index to another backend)."""
+        rows = self.db.execute('SELECT page, section, start, "end", text, terms, vector FROM chunks '
+                               "WHERE doc_id=? ORDER BY id", (doc_id,)).fetchall()
+        chunks = [ChunkRow(r[0], r[1], r[2], r[3], r[4], r[5].split()) for r in rows]
+        dim = int(self.meta("dimension") or 0)
+        vectors = (np.stack([np.frombuffer(r[6], dtype=np.float32) for r in rows]) if rows
+                   else np.zeros((0, dim), np.float32))
+        return chunks, vectors
+
     def chunk_ids(self) -> np.ndarray:
         rows = self.db.execute("SELECT id FROM chunks ORDER BY id").fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
