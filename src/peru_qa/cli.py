@@ -277,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", parents=[common],
                        help="retrieval quality on a BEIR folder or gold .jsonl questions (nDCG@10, recall, MRR)")
-    p.add_argument("dataset", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/; indexed into the eval cache) "
+    p.add_argument("dataset", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/; indexed into the eval cache, "
+                   "or into an empty --index postgresql:// database) "
                    "or gold .jsonl file/folder (searched in --index or the default index)")
     p.add_argument("--split", default="test", help="qrels split; test_en also picks corpus_en/queries_en files; "
                    "cross: each language's queries over the other language's corpus (XQuAD)")
