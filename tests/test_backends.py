@@ -257,3 +257,34 @@ def test_server_restart_during_use(tmp_path, docs, embedder):
             assert kb.retrieve("mercury", k=1)[0].source.endswith("mining.txt")
     finally:
         pgserver.stop(folder)
+
+
+def test_eval_beir_set_in_a_database(tmp_path, pg_url, embedder):
+    """`peru-qa eval DIR --index postgresql://…` indexes the corpus there once and scores as the embedded path."""
+    from test_evaluation import write_beir
+
+    from peru_qa.evaluation import evaluate
+
+    folder = write_beir(tmp_path / "tiny")
+    embedded = evaluate(folder, mode="hybrid", cache_dir=tmp_path / "cache", embedder=embedder)
+    first = evaluate(folder, mode="hybrid", index=pg_url, embedder=embedder)
+    again = evaluate(folder, mode="keyword", index=pg_url, embedder=embedder)
+    assert not first.index.cached and again.index.cached
+    assert first.index.documents == embedded.index.documents
+    assert abs(first.metrics["ndcg@10"] - embedded.metrics["ndcg@10"]) < 1e-6
+    assert again.metrics["recall@100"] == 1.0
+
+
+def test_postgres_command_starts_and_stops_a_server(tmp_path, capsys):
+    folder = str(tmp_path / "pg")
+    assert main(["postgres", "start", "--dir", folder]) == 0
+    try:
+        url = capsys.readouterr().out.strip()
+        assert url.startswith("postgresql://") and url.endswith("/peru_qa")
+        with KnowledgeBase(url, create=True) as kb:
+            assert kb.stats()["documents"] == 0
+        assert main(["postgres", "status", "--dir", folder]) == 0
+        assert capsys.readouterr().out.strip() == url
+    finally:
+        assert main(["postgres", "stop", "--dir", folder]) == 0
+    assert main(["postgres", "status", "--dir", folder]) == 1
