@@ -161,7 +161,26 @@ def test_pgvector_holds_the_vectors(pg_url, docs, embedder):
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
     assert column == f"vector({embedder.dim})"
     assert index and "hnsw" in index[0] and "vector_cosine_ops" in index[0]
-    assert terms == chunks and version == "1"
+    from peru_qa.pgstore import MIGRATIONS
+
+    assert terms == chunks and version == str(len(MIGRATIONS))
+
+
+def test_numbered_migrations_bring_an_old_database_up(pg_url, docs, embedder):
+    """A database left at schema v1 (no totals table) is migrated on open; nothing is lost, search still works."""
+    import psycopg
+
+    with KnowledgeBase(pg_url, embedder=embedder) as kb:
+        kb.add(docs)
+        before = [p.chunk_id for p in kb.retrieve("mercury rivers", k=5, mode="keyword")]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE totals")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with KnowledgeBase(pg_url, embedder=embedder) as kb:
+        assert [p.chunk_id for p in kb.retrieve("mercury rivers", k=5, mode="keyword")] == before
+        assert not kb.check(repair=False).problems
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
 
 
 def test_keyword_scores_match_bm25s(tmp_path, pg_url, docs, embedder):

@@ -37,7 +37,7 @@ from .store import ChunkRow, DocumentRecord, _now, lock_timeout
 if TYPE_CHECKING:
     from .retrieval import Filters
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: advisory lock keys (arbitrary, fixed): schema migration, and the one-writer-commits-at-a-time lock
 _MIGRATE_KEY = 7_451_015_001
 _WRITER_KEY = 7_451_015_002
@@ -93,6 +93,13 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (term, chunk_id)
     );
     CREATE INDEX chunk_terms_chunk ON chunk_terms(chunk_id);
+    """,
+    # 2: chunk and term totals kept by every write, so that a search does not count a million rows for BM25's
+    # collection statistics (number of chunks, average chunk length).
+    """
+    CREATE TABLE totals (one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one), chunks BIGINT NOT NULL,
+                         terms BIGINT NOT NULL);
+    INSERT INTO totals(one, chunks, terms) SELECT true, count(*), COALESCE(sum(n_terms), 0) FROM chunks;
     """,
 ]
 
@@ -346,8 +353,8 @@ class PgStore:
         """Insert one document with its chunks and vectors, replacing older versions, in one transaction."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self.transaction() as conn:
-            for old in replace_ids:
-                conn.execute("DELETE FROM documents WHERE id = %s", (old,))
+            if replace_ids:
+                self._delete(conn, list(replace_ids))
             conn.execute(
                 f"INSERT INTO documents({self._DOC_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                 (record.id, record.source, record.title, record.language, record.content_hash, bool(record.paged),
@@ -359,6 +366,8 @@ class PgStore:
                     [(record.id, number, text, json.dumps(sections, ensure_ascii=False),
                       json.dumps(meta, ensure_ascii=False)) for number, text, sections, meta in pages])
                 ids = self._insert_chunks(cur, record.id, chunks, vectors)
+            conn.execute("UPDATE totals SET chunks = chunks + %s, terms = terms + %s",
+                         (len(chunks), sum(len(c.terms) for c in chunks)))
             self._bump(conn)
         return ids
 
@@ -392,8 +401,21 @@ class PgStore:
 
     def delete_documents(self, doc_ids: list[str]) -> None:
         with self.transaction() as conn:
-            conn.execute("DELETE FROM documents WHERE id = ANY(%s)", (list(doc_ids),))
+            self._delete(conn, list(doc_ids))
             self._bump(conn)
+
+    @staticmethod
+    def _delete(conn, doc_ids: list[str]) -> None:
+        """Delete documents (their pages, chunks and terms cascade) and take their chunks off the totals."""
+        conn.execute("UPDATE totals SET chunks = totals.chunks - s.n, terms = totals.terms - s.t FROM "
+                     "(SELECT count(*) AS n, COALESCE(sum(n_terms), 0) AS t FROM chunks WHERE doc_id = ANY(%s)) s",
+                     (doc_ids,))
+        conn.execute("DELETE FROM documents WHERE id = ANY(%s)", (doc_ids,))
+
+    def chunk_count(self) -> int:
+        """Number of chunks, from the totals every write keeps (no count over the table)."""
+        with self._conn() as conn:
+            return int(conn.execute("SELECT chunks FROM totals").fetchone()["chunks"])
 
     # --- chunks ---------------------------------------------------------------------------------
     def document_chunks(self, doc_id: str) -> tuple[list[ChunkRow], np.ndarray]:
@@ -493,19 +515,24 @@ class PgStore:
             no_terms = conn.execute(
                 "SELECT count(*) AS n FROM chunks c WHERE n_terms > 0 AND NOT EXISTS "
                 "(SELECT 1 FROM chunk_terms t WHERE t.chunk_id = c.id)").fetchone()["n"]
+            totals = conn.execute("SELECT t.chunks = (SELECT count(*) FROM chunks) AND t.terms = "
+                                  "(SELECT COALESCE(sum(n_terms), 0) FROM chunks) AS ok FROM totals t").fetchone()["ok"]
         if bad:
             problems.append(f"{bad} stored vectors have the wrong size")
         if mismatched:
             problems.append(f"{mismatched} documents have a chunk count that does not match their chunks")
         if no_terms:
             problems.append(f"{no_terms} chunks have no keyword entries")
+        if not totals:
+            problems.append("the chunk totals do not match the chunks")
         return problems, int(bad)
 
     def size_bytes(self) -> int:
         with self._conn() as conn:
             return int(conn.execute(
                 "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0) AS n FROM pg_class c "
-                "WHERE c.relname IN ('meta', 'documents', 'pages', 'chunks', 'chunk_terms') AND c.relkind = 'r'"
+                "WHERE c.relname IN ('meta', 'documents', 'pages', 'chunks', 'chunk_terms', 'totals') "
+                "AND c.relkind = 'r'"
             ).fetchone()["n"])
 
     # --- "derived" state: none; what maintenance.check and is_stale compare ----------------------
@@ -545,7 +572,7 @@ class PgVectors:
         self.approximate = True
 
     def __len__(self) -> int:
-        return self.store.counts()[1]
+        return self.store.chunk_count()
 
     def ids(self) -> np.ndarray:
         return self.store.chunk_ids()
@@ -588,7 +615,8 @@ class PgKeyword:
 
     _SQL = """
         WITH q AS (SELECT term, count(*) AS qtf FROM unnest(%(terms)s::text[]) AS term GROUP BY term),
-        stats AS (SELECT count(*)::float8 AS n, COALESCE(avg(n_terms), 1)::float8 AS avgdl FROM chunks),
+        stats AS (SELECT chunks::float8 AS n, CASE WHEN chunks > 0 THEN terms::float8 / chunks ELSE 1 END AS avgdl
+                  FROM totals),
         df AS (SELECT t.term, count(*)::float8 AS df FROM chunk_terms t JOIN q USING (term) GROUP BY t.term)
         SELECT t.chunk_id AS id, sum(q.qtf * ln(1 + (stats.n - df.df + 0.5) / (df.df + 0.5)) * t.tf
                / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * c.n_terms / stats.avgdl))) AS s
@@ -600,7 +628,7 @@ class PgKeyword:
         self.store = store
 
     def __len__(self) -> int:
-        return self.store.counts()[1]
+        return self.store.chunk_count()
 
     @property
     def chunk_ids(self) -> np.ndarray:
@@ -624,7 +652,7 @@ class PgKeyword:
     def share(self, token: str) -> float:
         with self.store._conn() as conn:
             row = conn.execute("SELECT (SELECT count(*) FROM chunk_terms WHERE term = %s)::float8 / "
-                               "GREATEST((SELECT count(*) FROM chunks), 1) AS s", (token,)).fetchone()
+                               "GREATEST((SELECT chunks FROM totals), 1) AS s", (token,)).fetchone()
         return float(row["s"])
 
     def lookup(self, scores: _Terms | None, ids: np.ndarray) -> np.ndarray:
