@@ -211,7 +211,10 @@ class PgStore:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_KEY,))
             version = 0
-            if conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()[0]:
+            # a catalog query, not to_regclass: an advisory lock does not refresh the catalog cache, so
+            # to_regclass can miss a meta table that a concurrent creator committed while we waited
+            if conn.execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables "
+                            "WHERE schemaname = current_schema() AND tablename = 'meta')").fetchone()[0]:
                 row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 version = int(row[0]) if row else 1
             if version > len(MIGRATIONS):
