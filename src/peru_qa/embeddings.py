@@ -138,7 +138,7 @@ class SentenceTransformerEmbedder:
 
         Under concurrent chat users the model is the queue: a thread that gets it encodes every waiting
         question in one forward pass and hands each its vectors, so a batch of 8 questions costs about 2x one
-        (benchmarks/RESULTS.md, "Answer latency"); alone, a question pays nothing extra. One thread: a short
+        (benchmarks/RESULTS.md, "Chat under load"); alone, a question pays nothing extra. One thread: a short
         batch is as fast on one core, and OpenMP threads spin badly when the machine is busy (measured: 700 ms
         instead of 12 ms per query while an indexing job was running)."""
         mine = _Pending(list(texts), kind)

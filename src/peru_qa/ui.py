@@ -237,7 +237,7 @@ class ChatService:
     def warm_up(self) -> None:
         """Answer one question per language before serving: what loads lazily (language identification, date
         parsing, the encoder's kernels) then does so once, not while the first users' questions pile up (cold
-        starts under 20 users took 5-7 s per answer; benchmarks/RESULTS.md, "Answer latency")."""
+        starts under 20 users took 5-7 s per answer; benchmarks/RESULTS.md, "Chat under load")."""
         for question in ("¿Qué grupos criminales operan en las regiones del país según estos informes?",
                          "Which criminal groups operate in the regions of the country according to these reports?"):
             for _ in stream(self.kb, question, None, llm=False, cache=self.cache):
