@@ -307,3 +307,43 @@ def test_postgres_command_starts_and_stops_a_server(tmp_path, capsys):
     finally:
         assert main(["postgres", "stop", "--dir", folder]) == 0
     assert main(["postgres", "status", "--dir", folder]) == 1
+
+
+def test_search_keeps_answering_during_a_long_add(tmp_path, location):
+    """While another process adds many documents, searches keep answering and never see half a document: every
+    hit belongs to a document that is fully listed with its chunks."""
+    import time
+    from pathlib import Path
+
+    from helpers import HashEmbedder
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(30):
+        (folder / f"m{i}.md").write_text(
+            f"# Ledger {i}\n\n" + "\n\n".join(f"Entry {i}-{j}: the clan paid extortion fees in Trujillo. " * 6
+                                               for j in range(25)), encoding="utf-8")
+    with KnowledgeBase(location, embedder=HashEmbedder()) as kb:
+        kb.add(folder / "m0.md")
+    here = str(Path(__file__).parent)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, location, str(folder), here])
+    searches, slowest, seen = 0, 0.0, set()
+    try:
+        with KnowledgeBase(location, embedder=HashEmbedder()) as kb:
+            while writer.poll() is None:
+                started = time.perf_counter()
+                hits = kb.retrieve("extortion fees in Trujillo", k=50, mode="keyword")
+                slowest = max(slowest, time.perf_counter() - started)
+                searches += 1
+                assert hits
+                for doc_id in {h.doc_id for h in hits} - seen:
+                    record = kb.store.document(doc_id)
+                    assert record is not None, "a chunk of a document that is not listed yet"
+                    chunks, _ = kb.store.document_chunks(doc_id)
+                    assert len(chunks) == record.n_chunks, "half a document"
+                    seen.add(doc_id)
+    finally:
+        assert writer.wait(timeout=300) == 0
+    assert searches >= 5 and slowest < 5.0
+    with KnowledgeBase(location, embedder=HashEmbedder()) as kb:
+        assert kb.stats()["documents"] == 30
