@@ -167,7 +167,8 @@ def test_pgvector_holds_the_vectors(pg_url, docs, embedder):
 
 
 def test_numbered_migrations_bring_an_old_database_up(pg_url, docs, embedder):
-    """A database left at schema v1 (no totals table) is migrated on open; nothing is lost, search still works."""
+    """A database left at schema v1 (no totals, no originals table) is migrated on open to the current version;
+    nothing is lost, search still works."""
     import psycopg
 
     with KnowledgeBase(pg_url, embedder=embedder) as kb:
@@ -175,12 +176,14 @@ def test_numbered_migrations_bring_an_old_database_up(pg_url, docs, embedder):
         before = [p.chunk_id for p in kb.retrieve("mercury rivers", k=5, mode="keyword")]
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("DROP TABLE totals")
+        conn.execute("DROP TABLE originals")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     with KnowledgeBase(pg_url, embedder=embedder) as kb:
         assert [p.chunk_id for p in kb.retrieve("mercury rivers", k=5, mode="keyword")] == before
         assert not kb.check(repair=False).problems
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+        assert conn.execute("SELECT count(*) FROM originals").fetchone()[0] == 0  # created empty
 
 
 def test_keyword_scores_match_bm25s(tmp_path, pg_url, docs, embedder):
@@ -347,3 +350,30 @@ def test_search_keeps_answering_during_a_long_add(tmp_path, location):
     assert searches >= 5 and slowest < 5.0
     with KnowledgeBase(location, embedder=HashEmbedder()) as kb:
         assert kb.stats()["documents"] == 30
+
+
+def test_a_page_added_from_one_machine_is_shown_on_another(tmp_path, pg_url, embedder, monkeypatch):
+    """A shared database keeps the files it indexed: a chat server whose machine never had the PDF still shows
+    the cited page as an image and offers the file; removing the document removes the file."""
+    pytest.importorskip("pypdfium2")
+    import psycopg
+    from test_viewer import QUOTE, make_pdf
+
+    from peru_qa.viewer import Viewer
+
+    pdf = make_pdf(tmp_path / "ocelot.pdf", [["The Ocelot report"], ["Smuggling methods", QUOTE]])
+    with KnowledgeBase(pg_url, embedder=embedder) as kb:
+        assert kb.add(pdf).ok
+    pdf.unlink()  # the adding machine's copy is gone; another machine opens the same database
+    monkeypatch.setenv("PERU_QA_CACHE", str(tmp_path / "other-machine-cache"))
+    with KnowledgeBase(pg_url, embedder=embedder) as kb:
+        doc = kb.documents()[0]
+        viewer = Viewer(kb)
+        local = viewer.original(doc.id)
+        assert local is not None and local.read_bytes()[:5] == b"%PDF-"
+        assert str(local).startswith(str(tmp_path / "other-machine-cache"))
+        view = viewer.view(doc.id, 2, [QUOTE])
+        assert view.image is not None and view.boxes
+        kb.remove(doc.id)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM originals").fetchone()[0] == 0

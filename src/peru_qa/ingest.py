@@ -373,6 +373,8 @@ class Ingest:
                 return FileResult(item.shown, "unchanged", f"same content as {Path(twin.source).name!r}",
                                   doc_id=twin.id, title=twin.title)
             current = self.store.document_by_source(item.source)
+            if item.size is not None:  # a file (not a text): a shared index keeps it for every machine's viewer
+                self.store.save_original(doc.content_hash, Path(item.source))
             self.store.write_document(record, page_rows(doc.pages), rows, vectors,
                                       replace_ids=(current.id,) if current else ())
         if any(p.metadata.get("ocr") for p in doc.pages):

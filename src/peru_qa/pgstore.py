@@ -37,7 +37,7 @@ from .store import ChunkRow, DocumentRecord, _now, lock_timeout
 if TYPE_CHECKING:
     from .retrieval import Filters
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: advisory lock keys (arbitrary, fixed): schema migration, and the one-writer-commits-at-a-time lock
 _MIGRATE_KEY = 7_451_015_001
 _WRITER_KEY = 7_451_015_002
@@ -100,6 +100,11 @@ MIGRATIONS: list[str] = [
     CREATE TABLE totals (one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one), chunks BIGINT NOT NULL,
                          terms BIGINT NOT NULL);
     INSERT INTO totals(one, chunks, terms) SELECT true, count(*), COALESCE(sum(n_terms), 0) FROM chunks;
+    """,
+    # 3: the indexed files themselves, by content, so that every chat server of the team can show a cited page as
+    # an image and offer the file, whichever machine added it.
+    """
+    CREATE TABLE originals (content_hash TEXT PRIMARY KEY, name TEXT NOT NULL, data BYTEA NOT NULL);
     """,
 ]
 
@@ -414,6 +419,8 @@ class PgStore:
                      "(SELECT count(*) AS n, COALESCE(sum(n_terms), 0) AS t FROM chunks WHERE doc_id = ANY(%s)) s",
                      (doc_ids,))
         conn.execute("DELETE FROM documents WHERE id = ANY(%s)", (doc_ids,))
+        conn.execute("DELETE FROM originals o WHERE NOT EXISTS "
+                     "(SELECT 1 FROM documents d WHERE d.content_hash = o.content_hash)")
 
     def chunk_count(self) -> int:
         """Number of chunks, from the totals every write keeps (no count over the table)."""
@@ -530,11 +537,31 @@ class PgStore:
             problems.append("the chunk totals do not match the chunks")
         return problems, int(bad)
 
+    # --- the indexed files -------------------------------------------------------------------------
+    def save_original(self, content_hash: str, path: Path, data: bytes | None = None) -> None:
+        """Keep an indexed file's bytes (`data`, else read from `path`) in the database, once per content, for
+        every machine's viewer. Files over PERU_QA_PG_MAX_ORIGINAL_MB (256) are not kept (text view only)."""
+        limit = int(os.environ.get("PERU_QA_PG_MAX_ORIGINAL_MB", "256")) * 1024 * 1024
+        if data is None:
+            if not path.is_file() or path.stat().st_size > limit:
+                return
+            data = path.read_bytes()
+        if len(data) > limit:
+            return
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO originals(content_hash, name, data) VALUES (%s, %s, %s) "
+                         "ON CONFLICT (content_hash) DO NOTHING", (content_hash, path.name, data))
+
+    def original_bytes(self, content_hash: str) -> bytes | None:
+        with self._conn() as conn:
+            row = conn.execute("SELECT data FROM originals WHERE content_hash = %s", (content_hash,)).fetchone()
+        return bytes(row["data"]) if row else None
+
     def size_bytes(self) -> int:
         with self._conn() as conn:
             return int(conn.execute(
                 "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0) AS n FROM pg_class c "
-                "WHERE c.relname IN ('meta', 'documents', 'pages', 'chunks', 'chunk_terms', 'totals') "
+                "WHERE c.relname IN ('meta', 'documents', 'pages', 'chunks', 'chunk_terms', 'totals', 'originals') "
                 "AND c.relkind = 'r'"
             ).fetchone()["n"])
 

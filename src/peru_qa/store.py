@@ -322,6 +322,12 @@ class Store:
         row = self.db.execute("SELECT metadata FROM pages WHERE doc_id=? AND page=?", (doc_id, page)).fetchone()
         return json.loads(row[0]) if row else {}
 
+    def save_original(self, content_hash: str, path: Path, data: bytes | None = None) -> None:
+        """Nothing to do: an index folder points at its files where they are (see `pgstore` for the database)."""
+
+    def original_bytes(self, content_hash: str) -> bytes | None:
+        return None
+
     def size_bytes(self) -> int:
         """Bytes the index folder takes on disk."""
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())

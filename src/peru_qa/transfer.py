@@ -48,7 +48,10 @@ def copy_index(source: str | Path, destination: str | Path, progress: ProgressFn
                 pages = [(number, text, [list(s) for s in sections], meta)
                          for number, text, sections, meta in src.store.pages(record.id)]
                 chunks, vectors = src.store.document_chunks(record.id)
+                original = _original(src, record)
                 with dst.store.writer():
+                    if original is not None:
+                        dst.store.save_original(record.content_hash, Path(record.source), original)
                     if not dst.store.meta("model"):
                         with dst.store.transaction():
                             dst.store.set_meta("model", model)
@@ -62,6 +65,22 @@ def copy_index(source: str | Path, destination: str | Path, progress: ProgressFn
             if progress:
                 progress(len(docs), len(docs), "done")
     return CopyReport(copied, skipped, chunks_total, model)
+
+
+def _original(src: KnowledgeBase, record) -> bytes | None:
+    """The indexed file's bytes, from the source index (a database keeps them) or from disk if unchanged."""
+    if record.file_size is None:
+        return None
+    data = src.store.original_bytes(record.content_hash)
+    if data is not None:
+        return data
+    path = Path(record.source)
+    if path.is_file():
+        from .loaders import file_hash
+
+        if file_hash(path) == record.content_hash:
+            return path.read_bytes()
+    return None
 
 
 __all__ = ["copy_index", "CopyReport"]

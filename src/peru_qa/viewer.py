@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
 import threading
 import unicodedata
 from collections import OrderedDict
@@ -170,18 +171,35 @@ class Viewer:
         """The indexed file of a document, if it is still there unchanged; None otherwise (or for texts)."""
         record = self.record(doc_id)
         path = Path(record.source)
+        if record.file_size is None:
+            return None
         try:
             stat = path.stat()
         except OSError:
-            return None
-        if not path.is_file() or record.file_size is None:
-            return None
+            return self._stored_original(record)
+        if not path.is_file():
+            return self._stored_original(record)
         if stat.st_size != record.file_size or stat.st_mtime != record.file_mtime:
             from .loaders import file_hash
 
             if file_hash(path) != record.content_hash:
-                return None
+                return self._stored_original(record)
         return path
+
+    def _stored_original(self, record: DocumentRecord) -> Path | None:
+        """The file as the index stores it (a shared database keeps every file added from any machine), written
+        once to this machine's cache folder of the index."""
+        cached = self.kb.path / "originals" / (record.content_hash[:32] + Path(record.source).suffix.lower())
+        if cached.is_file():
+            return cached
+        data = self.kb.store.original_bytes(record.content_hash)
+        if data is None:
+            return None
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(cached.name + f".{os.getpid()}.part")
+        partial.write_bytes(data)
+        os.replace(partial, cached)
+        return cached
 
     # --- rendering ------------------------------------------------------------------------------
     def render(self, doc_id: str, page: int) -> Rendered | None:
