@@ -377,3 +377,23 @@ def test_a_page_added_from_one_machine_is_shown_on_another(tmp_path, pg_url, emb
         kb.remove(doc.id)
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM originals").fetchone()[0] == 0
+
+
+def test_chat_upload_answer_and_citation_on_both_backends(location, docs, embedder):
+    """The chat's service on either backend: the upload tab indexes files, a question is answered from them,
+    and its citation opens in the viewer; a second chat server on the same index sees the upload."""
+    from peru_qa.export import Turn
+    from peru_qa.ui import ChatService
+
+    with KnowledgeBase(location, embedder=embedder) as kb, KnowledgeBase(location, embedder=embedder) as other:
+        service = ChatService(kb)
+        try:
+            outcomes = list(service.add_files([str(docs / "mining.txt"), str(docs / "vraem.md")]))
+            assert outcomes[-1].done and sum("added" in line for line in outcomes[-1].lines) == 2
+            answer = kb.ask("What did Operation Mercurio do?", llm=False)
+            assert not answer.abstained and any(c.source.endswith("mining.txt") for c in answer.citations)
+            view, _, message = service.open_citation([Turn(answer)], "0:1")
+            assert view is not None and not message and view.file_name == "mining.txt"
+            assert {d.title for d in other.documents()} == {d.title for d in kb.documents()}
+        finally:
+            service.close()
