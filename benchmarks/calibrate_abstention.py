@@ -12,6 +12,10 @@ fact in the answer, fact in its first statement, abstained (answerable questions
 near misses answered plainly (no abstention, no caveat) and out-of-domain abstained. Matching is
 benchmarks/reader.py's (folds case, accents and thousands separators). The objective favours answering
 answerable questions with the fact first, then near-miss abstention; out-of-domain questions must all abstain.
+
+For a model whose calibration has a `relevance_floor` (the default e5), abstention is decided by relevance (see
+reader.Calibration; its floor comes from benchmarks/reader_dump.py's dev dump) and the support threshold tuned
+here only decides the caveat: read "abstained" below as "answered with a caveat or abstained".
 """
 
 from __future__ import annotations

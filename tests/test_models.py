@@ -221,3 +221,31 @@ def test_minilm_index_refuses_the_default_model_until_rebuilt(tmp_path, capsys):
         assert kb.retrieve("¿Por qué puerto sale la cocaína?", k=1, mode="dense")[0].title == "Callao"
     with pytest.raises(ModelMismatchError):
         KnowledgeBase(path, model=MINILM_MODEL)
+
+
+def test_traced_question_encoder_matches_sentence_transformers(e5_pair):
+    """Questions go through a TorchScript trace (no GIL per operation under a busy chat); its vectors must be
+    those of the plain sentence-transformers path: one question, a padded batch, a text past the model window."""
+    torch_model = e5_pair[0]
+    questions = ["¿Quién es el líder de Los Pulpos?", "Who?", "How many hectares of coca? " * 80,
+                 "niño 🇵🇪 https://x.org/a?b=1 — 2.126"]
+    for batch in ([questions[0]], [questions[2]], questions[:2], questions):
+        with torch_model._lock:
+            traced = torch_model._encode_short(batch, "query")
+        assert torch_model._traced, "the default model's questions should be traced"
+        plain = torch_model._encode(batch, 16, "query")
+        assert traced.shape == plain.shape
+        assert float((traced * plain).sum(axis=1).min()) > 0.9999
+
+
+def test_concurrent_questions_each_get_their_own_vector(e5_pair):
+    """Questions asked at once are encoded together; each caller gets the vector of its own question."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch_model = e5_pair[0]
+    questions = [f"¿Cuántos homicidios hubo en {year}?" for year in range(2000, 2024)]
+    expected = torch_model._encode(questions, 16, "query")
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda q: torch_model.encode([q], kind="query")[0], questions))
+    for vector, want in zip(got, expected):
+        assert float(vector @ want) > 0.9999

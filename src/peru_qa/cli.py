@@ -49,7 +49,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([r.__dict__ for r in report.results])
     else:
-        print(f"{report.summary()} — index {kb.path}", file=sys.stderr)
+        print(f"{report.summary()} — index {kb.shown}", file=sys.stderr)
     return 0 if report.ok else 1
 
 
@@ -128,7 +128,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     # Opening with the new model would be refused as a mismatch: open with the index's own model.
     with (KnowledgeBase(index, create=False) if index else KnowledgeBase()) as kb:
         result = kb.rebuild(model=args.model, progress=progress_bar())
-    print(f"rebuilt {kb.path}: {result['chunks']} chunks, model {result['model']}"
+    print(f"rebuilt {kb.shown}: {result['chunks']} chunks, model {result['model']}"
           + (f", {result['re_embedded']} re-embedded" if result["re_embedded"] else ""))
     return 0
 
@@ -183,11 +183,36 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_copy(args: argparse.Namespace) -> int:
+    from .transfer import copy_index
+
+    report = copy_index(args.source, args.destination, progress=progress_bar())
+    print(report.summary())
+    return 0
+
+
+def cmd_postgres(args: argparse.Namespace) -> int:
+    from . import pgserver
+
+    if args.action == "start":
+        server = pgserver.start(args.dir, args.port)
+        print(server.url)
+        print(f"peru-qa: PostgreSQL running from {server.folder} (stop: peru-qa postgres stop"
+              f"{' --dir ' + args.dir if args.dir else ''})", file=sys.stderr)
+    elif args.action == "stop":
+        print("stopped" if pgserver.stop(args.dir) else "not running")
+    else:
+        server = pgserver.running(args.dir or pgserver.default_folder())
+        print(server.url if server else "not running")
+        return 0 if server else 1
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .ui import launch
 
     kb = _open(args, answers=True)
-    print(f"peru-qa: http://{args.host}:{args.port} (index {kb.path}; Ctrl+C to stop)", file=sys.stderr)
+    print(f"peru-qa: http://{args.host}:{args.port} (index {kb.shown}; Ctrl+C to stop)", file=sys.stderr)
     try:
         launch(kb, host=args.host, port=args.port, quiet=True)
     finally:
@@ -252,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", parents=[common],
                        help="retrieval quality on a BEIR folder or gold .jsonl questions (nDCG@10, recall, MRR)")
-    p.add_argument("dataset", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/; indexed into the eval cache) "
+    p.add_argument("dataset", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/; indexed into the eval cache, "
+                   "or into an empty --index postgresql:// database) "
                    "or gold .jsonl file/folder (searched in --index or the default index)")
     p.add_argument("--split", default="test", help="qrels split; test_en also picks corpus_en/queries_en files; "
                    "cross: each language's queries over the other language's corpus (XQuAD)")
@@ -267,6 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
     _filter_flags(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("copy", parents=[common], help="copy an index to another folder or a postgresql:// URL "
+                       "(vectors are copied, not re-embedded)")
+    p.add_argument("source", help="index folder or postgresql:// URL")
+    p.add_argument("destination", help="index folder or postgresql:// URL (created if needed)")
+    p.set_defaults(func=cmd_copy)
+
+    p = sub.add_parser("postgres", help="a local PostgreSQL + pgvector server for peru-qa (prints its URL)")
+    p.add_argument("action", choices=("start", "stop", "status"))
+    p.add_argument("--dir", help="its data folder (default: PERU_QA_PG_DIR or ~/.local/share/peru-qa/postgres)")
+    p.add_argument("--port", type=int, help="port (default: a free one)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_postgres)
 
     p = sub.add_parser("serve", parents=[common], help="start the web chat")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")

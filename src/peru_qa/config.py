@@ -33,6 +33,14 @@ def default_index_path() -> Path:
     return Path(env).expanduser() if env else project_root() / "index"
 
 
+def default_index_location() -> Path | str:
+    """PERU_QA_INDEX (a folder, or a postgresql:// URL kept as it is), else ./index."""
+    env = os.environ.get("PERU_QA_INDEX", "")
+    if env.startswith(("postgresql://", "postgres://")):
+        return env
+    return default_index_path()
+
+
 def default_documents_path() -> Path:
     env = os.environ.get("PERU_QA_DOCUMENTS")
     return Path(env).expanduser() if env else project_root() / "documents"

@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
 
@@ -23,6 +26,10 @@ _E5_ALIASES = {E5_MODEL, "e5", "e5-small", "multilingual-e5", "peru-qa/multiling
 E5_CHUNK_TOKENS = 256
 #: Largest batch the e5 model encodes at once (measured fastest on CPU).
 E5_BATCH = 8
+#: Most questions encoded in one forward pass when chat users queue up (8 cost 2.2x one; 16 no cheaper each).
+QUERY_BATCH = 16
+#: Questions whose vectors are kept: enough for the requests in flight, not a cache of past questions.
+RECENT_QUERIES = 32
 
 
 class Embedder(Protocol):
@@ -53,6 +60,17 @@ def canonical_model_name(name: str | None) -> str:
     return name
 
 
+@dataclass
+class _Pending:
+    """Texts waiting for the model, and what the thread that encoded them left for their caller."""
+
+    texts: list[str]
+    kind: str
+    vectors: np.ndarray | None = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model. A model that declares "query"/"passage" prompts (e5) gets the one
     matching `kind`; token counts and spans are of the text alone (chunk budgets leave room for the prompt)."""
@@ -75,17 +93,20 @@ class SentenceTransformerEmbedder:
         # Torch inference is not re-entrant across threads on every build; the chat app encodes
         # queries while an upload is being embedded.
         self._lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._traced: _TracedEncoder | bool | None = None  # built on the first question; False: not possible
 
     def encode(self, texts: list[str], *, kind: str = "passage", batch_size: int = 32) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self._batch_cap:
             batch_size = min(batch_size, self._batch_cap)
+        if len(texts) == 1 and kind == "query":
+            return self._query(texts[0])[None, :]
         if len(texts) <= 4:
-            # One thread: a short query is as fast on one core, and OpenMP threads spin badly when the machine
-            # is busy (measured: 700 ms instead of 12 ms per query while an indexing job was running).
-            with self._lock, _threads(1):
-                return self._encode(texts, batch_size, kind)
+            return self._encode_together(texts, kind)
         # Long batches go in slices, sorted by length so padding stays small, and release the model between
         # slices so that the chat's queries are not stuck behind an upload being indexed.
         order = np.argsort([len(t) for t in texts], kind="stable")
@@ -96,6 +117,71 @@ class SentenceTransformerEmbedder:
             with self._lock:
                 out[picked] = self._encode([texts[j] for j in picked], batch_size, kind)
         return out
+
+    def _query(self, text: str) -> np.ndarray:
+        """One question's vector; the last few are remembered, because retrieval and the reader both need the
+        question's vector and should not encode it twice (a copy is returned: callers may scale it)."""
+        with self._queue_lock:
+            vector = self._recent.get(text)
+            if vector is not None:
+                self._recent.move_to_end(text)
+        if vector is None:
+            vector = self._encode_together([text], "query")[0]
+            with self._queue_lock:
+                self._recent[text] = vector
+                while len(self._recent) > RECENT_QUERIES:
+                    self._recent.popitem(last=False)
+        return vector.copy()
+
+    def _encode_together(self, texts: list[str], kind: str) -> np.ndarray:
+        """Encode a few texts (a question), together with whatever other threads queued meanwhile.
+
+        Under concurrent chat users the model is the queue: a thread that gets it encodes every waiting
+        question in one forward pass and hands each its vectors, so a batch of 8 questions costs about 2x one
+        (benchmarks/RESULTS.md, "Chat under load"); alone, a question pays nothing extra. One thread: a short
+        batch is as fast on one core, and OpenMP threads spin badly when the machine is busy (measured: 700 ms
+        instead of 12 ms per query while an indexing job was running)."""
+        mine = _Pending(list(texts), kind)
+        with self._queue_lock:
+            self._queue.append(mine)
+        with self._lock:
+            if not mine.done.is_set():
+                with self._queue_lock:
+                    taken, self._queue = self._queue, []
+                self._encode_pending(taken)
+        if mine.error is not None:
+            raise mine.error
+        assert mine.vectors is not None
+        return mine.vectors
+
+    def _encode_pending(self, taken: list[_Pending]) -> None:
+        """One forward pass per kind over the taken requests; every request ends done, with vectors or error."""
+        try:
+            for kind in dict.fromkeys(p.kind for p in taken):
+                group = [p for p in taken if p.kind == kind]
+                texts = [t for p in group for t in p.texts]
+                with _threads(1):  # 2 threads were no faster under load (the other core runs the app)
+                    vectors = self._encode_short(texts, kind)
+                start = 0
+                for p in group:
+                    p.vectors = vectors[start : start + len(p.texts)]
+                    start += len(p.texts)
+        except Exception as exc:  # every waiting caller sees the failure, none waits forever
+            for p in taken:
+                if p.vectors is None:
+                    p.error = exc
+        finally:
+            for p in taken:
+                p.done.set()
+
+    def _encode_short(self, texts: list[str], kind: str) -> np.ndarray:
+        """Questions through the traced encoder when there is one (the model lock is held)."""
+        if kind == "query" and self._traced is None:
+            self._traced = _TracedEncoder.build(self._model, self._prompts.get("query", ""), self._bf16) or False
+        if kind == "query" and self._traced:
+            return np.concatenate([self._traced.encode(texts[i : i + QUERY_BATCH])
+                                   for i in range(0, len(texts), QUERY_BATCH)])
+        return self._encode(texts, min(len(texts), QUERY_BATCH), kind)
 
     def _encode(self, texts: list[str], batch_size: int, kind: str) -> np.ndarray:
         import torch
@@ -126,6 +212,60 @@ class SentenceTransformerEmbedder:
             text, add_special_tokens=False, truncation=False, return_offsets_mapping=True
         )
         return [tuple(span) for span in encoded["offset_mapping"]]
+
+
+class _TracedEncoder:
+    """The model's transformer as a TorchScript trace, for questions.
+
+    Why: run from Python, a forward pass takes the GIL back for each of its ~800 operations, and under a busy
+    chat (Gradio's event loop and a dozen request threads running Python) each handover waits for the others'
+    time slice: a batch of 8 questions took 3.9 s instead of 60 ms next to 3 busy threads. A trace runs the
+    whole pass in C++ without the GIL (150 ms there). Only for the layout it reproduces exactly (transformer →
+    mean pooling → normalisation; tests compare it with sentence-transformers), else None."""
+
+    def __init__(self, traced, tokenizer, prompt: str, max_length: int):
+        self._traced, self._tokenizer, self._prompt, self._max_length = traced, tokenizer, prompt, max_length
+
+    @classmethod
+    def build(cls, model, prompt: str, bf16: bool) -> _TracedEncoder | None:
+        if os.environ.get("PERU_QA_TRACE", "").lower() in ("0", "false", "no"):
+            return None
+        try:
+            import torch
+
+            modules = list(model)
+            if [type(m).__name__ for m in modules] != ["Transformer", "Pooling", "Normalize"] or \
+                    getattr(modules[1], "pooling_mode", None) != "mean" or \
+                    getattr(modules[1], "include_prompt", True) is not True:
+                return None
+            tokenizer = model.tokenizer
+            # Traced with padding, so that the graph keeps the attention mask (a trace of unpadded input would
+            # drop it and read padding in later batches).
+            sample = tokenizer([prompt + "a", prompt + "a longer question to pad the first one"], padding=True,
+                               truncation=True, max_length=int(model.max_seq_length), return_tensors="pt")
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+            with warnings.catch_warnings(), torch.inference_mode(), autocast:
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(modules[0].auto_model, (sample["input_ids"], sample["attention_mask"]),
+                                         strict=False, check_trace=False)
+            return cls(traced, tokenizer, prompt, int(model.max_seq_length))
+        except Exception as exc:  # noqa: BLE001 - a model or torch version that does not trace: the plain path
+            logging.getLogger(__name__).info("questions encoded without a trace: %s", exc)
+            return None
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        batch = self._tokenizer([self._prompt + t for t in texts], padding=True, truncation=True,
+                                max_length=self._max_length, return_tensors="pt")
+        with torch.inference_mode():
+            out = self._traced(batch["input_ids"], batch["attention_mask"])
+            hidden = (out["last_hidden_state"] if isinstance(out, dict) else out[0]).float()
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        vectors = pooled.numpy().astype(np.float32)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(vectors)
 
 
 def _native_bf16() -> bool:

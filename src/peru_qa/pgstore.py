@@ -1,0 +1,720 @@
+"""The PostgreSQL backend: one index in a database that a whole team shares (PostgreSQL >= 15 with pgvector).
+
+Everything lives in the database, nothing in per-process files: documents, page texts, chunks, their vectors in a
+pgvector column with an HNSW cosine index (typed `vector(dim)` once the first document fixes the dimension), and
+keyword search as BM25 computed in SQL over a (term, chunk, tf) table filled from the same analysed terms the
+embedded backend gives bm25s, with the same Lucene formula and parameters — so both backends rank alike.
+
+Every document is written in one transaction, so readers never see half of one; writers take an advisory lock
+around each commit (the twin check of `Ingest._commit` needs it), searches never wait for it. Connections come from
+a pool that replaces dead ones, so a restarted server is picked up without restarting peru-qa; a server that is
+down or a wrong URL gives a one-line `IndexUnavailableError`.
+
+What the embedded backend keeps in its folder for one machine only (the OCR resume cache, the reader's sentence
+cache) goes to a local cache folder named after the database's index id."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import IndexBusyError, PeruQAError
+from .keyword import BM25_PARAMS
+from .store import ChunkRow, DocumentRecord, _now, lock_timeout
+
+if TYPE_CHECKING:
+    from .retrieval import Filters
+
+SCHEMA_VERSION = 2
+#: advisory lock keys (arbitrary, fixed): schema migration, and the one-writer-commits-at-a-time lock
+_MIGRATE_KEY = 7_451_015_001
+_WRITER_KEY = 7_451_015_002
+
+# Numbered migrations: MIGRATIONS[i] takes the schema from version i to i + 1 (meta.schema_version).
+MIGRATIONS: list[str] = [
+    """
+    CREATE EXTENSION IF NOT EXISTS vector;
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta(key, value) VALUES ('index_id', md5(random()::text || clock_timestamp()::text)),
+                                        ('generation', '0');
+    CREATE TABLE documents (
+        id TEXT PRIMARY KEY,
+        source TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        language TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        paged BOOLEAN NOT NULL,
+        n_pages INTEGER NOT NULL,
+        n_chunks INTEGER NOT NULL,
+        file_size BIGINT,
+        file_mtime DOUBLE PRECISION,
+        added_at TEXT NOT NULL,
+        notes TEXT NOT NULL DEFAULT '',
+        metadata JSONB NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX documents_hash ON documents(content_hash);
+    CREATE TABLE pages (
+        doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        page INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        sections JSONB NOT NULL,
+        metadata JSONB NOT NULL DEFAULT '{}',
+        PRIMARY KEY (doc_id, page)
+    );
+    CREATE TABLE chunks (
+        id BIGSERIAL PRIMARY KEY,
+        doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        page INTEGER NOT NULL,
+        section TEXT NOT NULL,
+        start INTEGER NOT NULL,
+        "end" INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        terms TEXT NOT NULL,
+        n_terms INTEGER NOT NULL,
+        embedding vector NOT NULL
+    );
+    CREATE INDEX chunks_doc ON chunks(doc_id);
+    CREATE TABLE chunk_terms (
+        term TEXT NOT NULL,
+        chunk_id BIGINT NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+        tf INTEGER NOT NULL,
+        PRIMARY KEY (term, chunk_id)
+    );
+    CREATE INDEX chunk_terms_chunk ON chunk_terms(chunk_id);
+    """,
+    # 2: chunk and term totals kept by every write, so that a search does not count a million rows for BM25's
+    # collection statistics (number of chunks, average chunk length).
+    """
+    CREATE TABLE totals (one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one), chunks BIGINT NOT NULL,
+                         terms BIGINT NOT NULL);
+    INSERT INTO totals(one, chunks, terms) SELECT true, count(*), COALESCE(sum(n_terms), 0) FROM chunks;
+    """,
+]
+
+
+class IndexUnavailableError(PeruQAError):
+    """The database cannot be reached (server down, wrong URL, refused login)."""
+
+
+def is_url(location: object) -> bool:
+    return isinstance(location, str) and re.match(r"postgres(ql)?://", location) is not None
+
+
+def redact(url: str) -> str:
+    """The URL without its password (for messages)."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _vector_text(v: np.ndarray) -> str:
+    # 9 significant digits round-trip a float32 exactly: a copied index keeps its vectors bit for bit.
+    return "[" + ",".join(f"{x:.9g}" for x in v.tolist()) + "]"
+
+
+def _parse_vector(text: str) -> np.ndarray:
+    return np.array(text[1:-1].split(","), dtype=np.float32)
+
+
+@dataclass
+class PgDerived:
+    """What `retrieval.rank` searches: live views onto the database (no files, nothing to rebuild)."""
+
+    generation: int
+    vectors: PgVectors
+    keyword: PgKeyword
+
+
+class PgStore:
+    """The PostgreSQL counterpart of `store.Store` (same methods, same records)."""
+
+    def __init__(self, url: str, create: bool = True):
+        try:
+            import psycopg
+            from psycopg.rows import dict_row
+            from psycopg_pool import ConnectionPool
+        except ImportError as exc:
+            raise PeruQAError("a postgresql:// index needs psycopg: pip install 'peru-qa[postgres]'") from exc
+        self.url = url
+        self.location = redact(url)
+        self._psycopg = psycopg
+        self._local = threading.local()
+        timeout = _connect_timeout()
+        try:
+            with psycopg.connect(url, connect_timeout=int(timeout), autocommit=True) as conn:
+                self._migrate(conn, create)
+                index_id = conn.execute("SELECT value FROM meta WHERE key = 'index_id'").fetchone()[0]
+        except psycopg.Error as exc:
+            raise IndexUnavailableError(f"cannot open PostgreSQL index {self.location}: {_first_line(exc)}") from None
+        self.path = _cache_root() / "postgres" / index_id
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._pool = ConnectionPool(url, min_size=1, max_size=int(os.environ.get("PERU_QA_PG_POOL", "4")),
+                                    kwargs={"autocommit": True, "row_factory": dict_row,
+                                            "connect_timeout": int(timeout)},
+                                    check=ConnectionPool.check_connection, timeout=timeout, open=True,
+                                    name="peru-qa")
+
+    # --- connections ----------------------------------------------------------------------------
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def _conn(self) -> Iterator:
+        """This thread's pinned connection (inside `writer`/`transaction`), else one from the pool."""
+        pinned = getattr(self._local, "conn", None)
+        if pinned is not None:
+            yield pinned
+            return
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (self._psycopg.OperationalError, PoolTimeout) as exc:
+            raise IndexUnavailableError(
+                f"PostgreSQL index {self.location} is unavailable: {_first_line(exc)} "
+                "(peru-qa reconnects when the server is back)") from None
+
+    @contextmanager
+    def _pinned(self) -> Iterator:
+        pinned = getattr(self._local, "conn", None)
+        if pinned is not None:
+            yield pinned
+            return
+        with self._conn() as conn:
+            self._local.conn = conn
+            try:
+                yield conn
+            finally:
+                self._local.conn = None
+
+    def _migrate(self, conn, create: bool) -> None:
+        exists = conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()[0]
+        if not exists and not create:
+            raise PeruQAError(f"no peru-qa index in {self.location} "
+                              f"(create one with `peru-qa add FILES --index {self.location}`)")
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_KEY,))
+            version = 0
+            # a catalog query, not to_regclass: an advisory lock does not refresh the catalog cache, so
+            # to_regclass can miss a meta table that a concurrent creator committed while we waited
+            if conn.execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables "
+                            "WHERE schemaname = current_schema() AND tablename = 'meta')").fetchone()[0]:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                version = int(row[0]) if row else 1
+            if version > len(MIGRATIONS):
+                raise PeruQAError(f"index schema v{version} is newer than this peru-qa (v{len(MIGRATIONS)}): "
+                                  "upgrade peru-qa")
+            for number in range(version, len(MIGRATIONS)):
+                conn.execute(MIGRATIONS[number])
+                conn.execute("INSERT INTO meta(key, value) VALUES ('schema_version', %s) "
+                             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (str(number + 1),))
+
+    @contextmanager
+    def transaction(self) -> Iterator:
+        """All or nothing; nested calls become savepoints of the outer transaction."""
+        with self._pinned() as conn, conn.transaction():
+            yield conn
+
+    @contextmanager
+    def writer(self, timeout: float | None = None) -> Iterator[None]:
+        """One committing writer at a time, across processes (a session advisory lock); searches never wait."""
+        depth = getattr(self._local, "writer_depth", 0)
+        if depth:
+            self._local.writer_depth = depth + 1
+            try:
+                yield
+            finally:
+                self._local.writer_depth = depth
+            return
+        timeout = lock_timeout() if timeout is None else timeout
+        with self._pinned() as conn:
+            got = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (_WRITER_KEY,)).fetchone()["ok"]
+            if not got:
+                print(f"peru-qa: waiting for another process writing to {self.location} ...", file=sys.stderr,
+                      flush=True)
+                deadline = time.monotonic() + timeout
+                while not got:
+                    if time.monotonic() > deadline:
+                        raise IndexBusyError(f"index {self.location} is locked by another peru-qa process writing "
+                                             f"to it; gave up after {timeout:.0f} s (raise PERU_QA_LOCK_TIMEOUT)")
+                    time.sleep(0.05)
+                    got = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (_WRITER_KEY,)).fetchone()["ok"]
+            self._local.writer_depth = 1
+            try:
+                yield
+            finally:
+                self._local.writer_depth = 0
+                try:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (_WRITER_KEY,))
+                except self._psycopg.Error:
+                    pass  # the connection died: the server dropped the lock with it
+
+    def try_lock(self) -> bool:
+        return True  # nothing to publish on this backend (see PgIndexes)
+
+    def unlock(self) -> None:
+        pass
+
+    # --- meta -----------------------------------------------------------------------------------
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        with self._conn() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
+        return row["value"] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO meta(key, value) VALUES (%s, %s) "
+                         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value))
+            if key == "dimension":
+                self._type_vectors(conn, int(value))
+
+    def _type_vectors(self, conn, dim: int) -> None:
+        """Fix the vector column's dimension and build the HNSW index, once the first write knows the model."""
+        current = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute "
+            "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'").fetchone()["t"]
+        if current == f"vector({dim})":
+            return
+        conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM chunks) AS e").fetchone()["e"]:
+            conn.execute("ALTER TABLE chunks ALTER COLUMN embedding TYPE vector")  # re-embedding: typed later
+            return
+        conn.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dim})")
+        conn.execute("CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)")
+
+    @property
+    def generation(self) -> int:
+        return int(self.meta("generation", "0"))
+
+    def _bump(self, conn) -> None:
+        conn.execute("INSERT INTO meta(key, value) VALUES ('generation', '1') "
+                     "ON CONFLICT (key) DO UPDATE SET value = (meta.value::bigint + 1)::text")
+        conn.execute("INSERT INTO meta(key, value) VALUES ('updated_at', %s) "
+                     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (_now(),))
+
+    # --- documents ------------------------------------------------------------------------------
+    _DOC_COLUMNS = ("id, source, title, language, content_hash, paged, n_pages, n_chunks, file_size, file_mtime, "
+                    "added_at, notes, metadata")
+
+    def _docs(self, where: str, args: tuple) -> list[DocumentRecord]:
+        with self._conn() as conn:
+            rows = conn.execute(f"SELECT {self._DOC_COLUMNS} FROM documents {where}", args).fetchall()
+        return [DocumentRecord(**{**r, "metadata": r["metadata"] or {}}) for r in rows]
+
+    def documents(self) -> list[DocumentRecord]:
+        return self._docs("ORDER BY lower(title), source", ())
+
+    def document(self, doc_id: str) -> DocumentRecord | None:
+        return next(iter(self._docs("WHERE id = %s", (doc_id,))), None)
+
+    def document_by_source(self, source: str) -> DocumentRecord | None:
+        return next(iter(self._docs("WHERE source = %s", (source,))), None)
+
+    def document_by_hash(self, content_hash: str) -> DocumentRecord | None:
+        return next(iter(self._docs("WHERE content_hash = %s LIMIT 1", (content_hash,))), None)
+
+    def counts(self) -> tuple[int, int]:
+        with self._conn() as conn:
+            row = conn.execute("SELECT (SELECT count(*) FROM documents) AS d, (SELECT count(*) FROM chunks) AS c"
+                               ).fetchone()
+        return int(row["d"]), int(row["c"])
+
+    def pages(self, doc_id: str) -> list[tuple[int, str, list[tuple[int, str]], dict]]:
+        with self._conn() as conn:
+            rows = conn.execute("SELECT page, text, sections, metadata FROM pages WHERE doc_id = %s ORDER BY page",
+                                (doc_id,)).fetchall()
+        return [(r["page"], r["text"], [tuple(s) for s in r["sections"]], r["metadata"]) for r in rows]
+
+    def page_metadata(self, doc_id: str, page: int) -> dict:
+        with self._conn() as conn:
+            row = conn.execute("SELECT metadata FROM pages WHERE doc_id = %s AND page = %s", (doc_id, page)).fetchone()
+        return row["metadata"] if row else {}
+
+    def page_text(self, doc_id: str, page: int) -> str:
+        with self._conn() as conn:
+            row = conn.execute("SELECT text FROM pages WHERE doc_id = %s AND page = %s", (doc_id, page)).fetchone()
+        return row["text"] if row else ""
+
+    def write_document(self, record: DocumentRecord, pages: list[tuple[int, str, list, dict]], chunks: list[ChunkRow],
+                       vectors: np.ndarray, replace_ids: tuple[str, ...] = ()) -> None:
+        """Insert one document with its chunks and vectors, replacing older versions, in one transaction."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self.transaction() as conn:
+            if replace_ids:
+                self._delete(conn, list(replace_ids))
+            conn.execute(
+                f"INSERT INTO documents({self._DOC_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                (record.id, record.source, record.title, record.language, record.content_hash, bool(record.paged),
+                 record.n_pages, record.n_chunks, record.file_size, record.file_mtime, record.added_at,
+                 record.notes, json.dumps(record.metadata, ensure_ascii=False)))
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO pages(doc_id, page, text, sections, metadata) VALUES (%s,%s,%s,%s,%s)",
+                    [(record.id, number, text, json.dumps(sections, ensure_ascii=False),
+                      json.dumps(meta, ensure_ascii=False)) for number, text, sections, meta in pages])
+                ids = self._insert_chunks(cur, record.id, chunks, vectors)
+            conn.execute("UPDATE totals SET chunks = chunks + %s, terms = terms + %s",
+                         (len(chunks), sum(len(c.terms) for c in chunks)))
+            self._bump(conn)
+        return ids
+
+    def _insert_chunks(self, cur, doc_id: str, chunks: list[ChunkRow], vectors: np.ndarray) -> list[int]:
+        cur.executemany(
+            'INSERT INTO chunks(doc_id, page, section, start, "end", text, terms, n_terms, embedding) '
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s::vector) RETURNING id",
+            [(doc_id, c.page, c.section, c.start, c.end, c.text, " ".join(c.terms), len(c.terms),
+              _vector_text(vectors[i])) for i, c in enumerate(chunks)], returning=True)
+        ids: list[int] = []
+        while True:
+            ids.append(cur.fetchone()["id"])
+            if not cur.nextset():
+                break
+        with cur.copy("COPY chunk_terms (term, chunk_id, tf) FROM STDIN") as copy:
+            for cid, c in zip(ids, chunks):
+                for term, tf in Counter(c.terms).items():
+                    copy.write_row((term, cid, tf))
+        return ids
+
+    def update_source(self, doc_id: str, source: str, file_size: int | None, file_mtime: float | None) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE documents SET source = %s, file_size = %s, file_mtime = %s WHERE id = %s",
+                         (source, file_size, file_mtime, doc_id))
+            self._bump(conn)
+
+    def touch(self, doc_id: str, file_size: int | None, file_mtime: float | None) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE documents SET file_size = %s, file_mtime = %s WHERE id = %s",
+                         (file_size, file_mtime, doc_id))
+
+    def delete_documents(self, doc_ids: list[str]) -> None:
+        with self.transaction() as conn:
+            self._delete(conn, list(doc_ids))
+            self._bump(conn)
+
+    @staticmethod
+    def _delete(conn, doc_ids: list[str]) -> None:
+        """Delete documents (their pages, chunks and terms cascade) and take their chunks off the totals."""
+        conn.execute("UPDATE totals SET chunks = totals.chunks - s.n, terms = totals.terms - s.t FROM "
+                     "(SELECT count(*) AS n, COALESCE(sum(n_terms), 0) AS t FROM chunks WHERE doc_id = ANY(%s)) s",
+                     (doc_ids,))
+        conn.execute("DELETE FROM documents WHERE id = ANY(%s)", (doc_ids,))
+
+    def chunk_count(self) -> int:
+        """Number of chunks, from the totals every write keeps (no count over the table)."""
+        with self._conn() as conn:
+            return int(conn.execute("SELECT chunks FROM totals").fetchone()["chunks"])
+
+    # --- chunks ---------------------------------------------------------------------------------
+    def document_chunks(self, doc_id: str) -> tuple[list[ChunkRow], np.ndarray]:
+        """A document's chunks as written and their vectors, in order (copying an index to another backend)."""
+        with self._conn() as conn:
+            rows = conn.execute('SELECT page, section, start, "end", text, terms, embedding::text AS v '
+                                "FROM chunks WHERE doc_id = %s ORDER BY id", (doc_id,)).fetchall()
+        chunks = [ChunkRow(r["page"], r["section"], r["start"], r["end"], r["text"], r["terms"].split())
+                  for r in rows]
+        dim = int(self.meta("dimension") or 0)
+        vectors = np.stack([_parse_vector(r["v"]) for r in rows]) if rows else np.zeros((0, dim), np.float32)
+        return chunks, vectors
+
+    def chunk_ids(self) -> np.ndarray:
+        with self._conn() as conn:
+            rows = conn.execute("SELECT id FROM chunks ORDER BY id").fetchall()
+        return np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
+
+    def vectors_for(self, ids: np.ndarray, dim: int) -> np.ndarray:
+        out = np.zeros((len(ids), dim), dtype=np.float32)
+        position = {int(i): n for n, i in enumerate(ids)}
+        with self._conn() as conn:
+            for r in conn.execute("SELECT id, embedding::text AS v FROM chunks WHERE id = ANY(%s)",
+                                  ([int(i) for i in ids],)):
+                out[position[r["id"]]] = _parse_vector(r["v"])
+        return out
+
+    def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._conn() as conn:
+            rows = conn.execute("SELECT id, embedding::text AS v FROM chunks ORDER BY id").fetchall()
+        ids = np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.stack([_parse_vector(r["v"]) for r in rows]) if rows else np.zeros((0, dim), np.float32)
+        return ids, matrix
+
+    def all_terms(self) -> tuple[np.ndarray, list[list[str]]]:
+        with self._conn() as conn:
+            rows = conn.execute("SELECT id, terms FROM chunks ORDER BY id").fetchall()
+        ids = np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
+        return ids, [r["terms"].split() for r in rows]
+
+    def chunk_rows(self, ids: list[int]) -> dict[int, dict]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                'SELECT c.id, c.doc_id, c.page, c.section, c.start, c."end", c.text, d.title, d.source, d.language, '
+                "d.paged, d.metadata::text AS doc_metadata, COALESCE(p.metadata::text, '{}') AS page_metadata "
+                "FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                "LEFT JOIN pages p ON p.doc_id = c.doc_id AND p.page = c.page WHERE c.id = ANY(%s)",
+                ([int(i) for i in ids],)).fetchall()
+        return {r["id"]: r for r in rows}
+
+    def chunk_sources(self) -> dict[int, str]:
+        with self._conn() as conn:
+            rows = conn.execute("SELECT c.id, d.source FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                                "ORDER BY c.id").fetchall()
+        return {int(r["id"]): r["source"] for r in rows}
+
+    def chunk_languages(self, ids: np.ndarray) -> list[str]:
+        wanted = [int(i) for i in ids]
+        with self._conn() as conn:
+            found = {r["id"]: r["language"] for r in conn.execute(
+                "SELECT c.id, d.language FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id = ANY(%s)",
+                (wanted,))}
+        return [found.get(i, "") for i in wanted]
+
+    def chunk_texts(self) -> list[tuple[str, str, str]]:
+        with self._conn() as conn:
+            rows = conn.execute("SELECT d.title, c.section, c.text FROM chunks c JOIN documents d "
+                                "ON d.id = c.doc_id ORDER BY c.id").fetchall()
+        return [(r["title"], r["section"], r["text"]) for r in rows]
+
+    def chunk_ids_where(self, filters: Filters) -> np.ndarray:
+        sql = "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE true"
+        args: list = []
+        if filters.doc_ids is not None:
+            sql += " AND c.doc_id = ANY(%s)"
+            args.append(list(filters.doc_ids))
+        if filters.languages is not None:
+            sql += " AND d.language = ANY(%s)"
+            args.append(list(filters.languages))
+        with self._conn() as conn:
+            if filters.date_from is not None or filters.date_to is not None:
+                rows = conn.execute("SELECT id, metadata ->> %s AS v FROM documents", (filters.date_field,))
+                sql += " AND c.doc_id = ANY(%s)"
+                args.append([r["id"] for r in rows if filters.date_matches(r["v"])])
+            rows = conn.execute(sql, args).fetchall()
+        return np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
+
+    def integrity_problems(self) -> tuple[list[str], int]:
+        problems: list[str] = []
+        dim = int(self.meta("dimension") or 0)
+        with self._conn() as conn:
+            bad = conn.execute("SELECT count(*) AS n FROM chunks WHERE vector_dims(embedding) != %s",
+                               (dim,)).fetchone()["n"] if dim else 0
+            mismatched = conn.execute(
+                "SELECT count(*) AS n FROM documents d "
+                "WHERE n_chunks != (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id)").fetchone()["n"]
+            no_terms = conn.execute(
+                "SELECT count(*) AS n FROM chunks c WHERE n_terms > 0 AND NOT EXISTS "
+                "(SELECT 1 FROM chunk_terms t WHERE t.chunk_id = c.id)").fetchone()["n"]
+            totals = conn.execute("SELECT t.chunks = (SELECT count(*) FROM chunks) AND t.terms = "
+                                  "(SELECT COALESCE(sum(n_terms), 0) FROM chunks) AS ok FROM totals t").fetchone()["ok"]
+        if bad:
+            problems.append(f"{bad} stored vectors have the wrong size")
+        if mismatched:
+            problems.append(f"{mismatched} documents have a chunk count that does not match their chunks")
+        if no_terms:
+            problems.append(f"{no_terms} chunks have no keyword entries")
+        if not totals:
+            problems.append("the chunk totals do not match the chunks")
+        return problems, int(bad)
+
+    def size_bytes(self) -> int:
+        with self._conn() as conn:
+            return int(conn.execute(
+                "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0) AS n FROM pg_class c "
+                "WHERE c.relname IN ('meta', 'documents', 'pages', 'chunks', 'chunk_terms', 'totals') "
+                "AND c.relkind = 'r'"
+            ).fetchone()["n"])
+
+    # --- "derived" state: none; what maintenance.check and is_stale compare ----------------------
+    def manifest(self) -> dict:
+        docs, chunks = self.counts()
+        return {"generation": self.generation, "documents": docs, "chunks": chunks}
+
+    def manifest_stamp(self) -> int:
+        return 0
+
+    def load_derived(self, current_only: bool = True) -> PgDerived:
+        return PgDerived(self.generation, PgVectors(self), PgKeyword(self))
+
+    def build_derived(self, dim: int, previous=None) -> PgDerived:
+        self._retype_after_reembedding(dim)
+        return self.load_derived()
+
+    def _retype_after_reembedding(self, dim: int) -> None:
+        with self.transaction() as conn:
+            self._type_vectors_force(conn, dim)
+
+    def _type_vectors_force(self, conn, dim: int) -> None:
+        current = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute "
+            "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'").fetchone()["t"]
+        if current != f"vector({dim})":
+            conn.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dim})")
+        conn.execute("CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks "
+                     "USING hnsw (embedding vector_cosine_ops)")
+
+
+class PgVectors:
+    """Dense search in SQL: pgvector's HNSW index on cosine distance (vectors are normalised: cosine = dot)."""
+
+    def __init__(self, store: PgStore):
+        self.store = store
+        self.approximate = True
+
+    def __len__(self) -> int:
+        return self.store.chunk_count()
+
+    def ids(self) -> np.ndarray:
+        return self.store.chunk_ids()
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        dim = int(self.store.meta("dimension") or 0)
+        out = self.store.vectors_for(ids, dim)
+        return out
+
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if k <= 0 or (allowed is not None and len(allowed) == 0):
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        q = _vector_text(np.asarray(query, dtype=np.float32).ravel())
+        where, args = "", [q]
+        if allowed is not None:
+            where = "WHERE id = ANY(%s)"
+            args.append([int(i) for i in allowed])
+        with self.store.transaction() as conn:
+            # ef_search bounds what HNSW returns (default 40): at least the candidates asked for, with margin.
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(1000, max(2 * k, 200))),))
+            conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+            rows = conn.execute(
+                f"SELECT id, 1 - (embedding <=> %s::vector) AS s FROM chunks {where} "
+                f"ORDER BY embedding <=> %s::vector LIMIT %s", [*args, q, k]).fetchall()
+        rows.sort(key=lambda r: (-r["s"], r["id"]))
+        return (np.asarray([r["id"] for r in rows], dtype=np.int64),
+                np.asarray([r["s"] for r in rows], dtype=np.float32))
+
+
+@dataclass
+class _Terms:
+    """What `PgKeyword.scores` returns: the query terms the index knows (scores are computed in SQL)."""
+
+    terms: list[str]
+
+
+class PgKeyword:
+    """BM25 (Lucene variant, bm25s's parameters) computed in SQL over the chunk_terms table."""
+
+    _SQL = """
+        WITH q AS (SELECT term, count(*) AS qtf FROM unnest(%(terms)s::text[]) AS term GROUP BY term),
+        stats AS (SELECT chunks::float8 AS n, CASE WHEN chunks > 0 THEN terms::float8 / chunks ELSE 1 END AS avgdl
+                  FROM totals),
+        df AS (SELECT t.term, count(*)::float8 AS df FROM chunk_terms t JOIN q USING (term) GROUP BY t.term)
+        SELECT t.chunk_id AS id, sum(q.qtf * ln(1 + (stats.n - df.df + 0.5) / (df.df + 0.5)) * t.tf
+               / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * c.n_terms / stats.avgdl))) AS s
+        FROM chunk_terms t JOIN q USING (term) JOIN df USING (term) JOIN chunks c ON c.id = t.chunk_id
+        CROSS JOIN stats {where}
+        GROUP BY t.chunk_id ORDER BY s DESC, t.chunk_id {limit}"""
+
+    def __init__(self, store: PgStore):
+        self.store = store
+
+    def __len__(self) -> int:
+        return self.store.chunk_count()
+
+    @property
+    def chunk_ids(self) -> np.ndarray:
+        return self.store.chunk_ids()
+
+    def _run(self, terms: list[str], where: str, limit: str, extra: dict) -> tuple[np.ndarray, np.ndarray]:
+        params = {"terms": terms, "k1": BM25_PARAMS["k1"], "b": BM25_PARAMS["b"], **extra}
+        with self.store._conn() as conn:
+            rows = conn.execute(self._SQL.format(where=where, limit=limit), params).fetchall()
+        return (np.asarray([r["id"] for r in rows], dtype=np.int64),
+                np.asarray([r["s"] for r in rows], dtype=np.float32))
+
+    def scores(self, tokens: list[str]) -> _Terms | None:
+        if not tokens:
+            return None
+        with self.store._conn() as conn:
+            known = [r["term"] for r in conn.execute(
+                "SELECT DISTINCT term FROM chunk_terms WHERE term = ANY(%s)", (list(set(tokens)),))]
+        return _Terms([t for t in tokens if t in set(known)]) if known else None
+
+    def share(self, token: str) -> float:
+        with self.store._conn() as conn:
+            row = conn.execute("SELECT (SELECT count(*) FROM chunk_terms WHERE term = %s)::float8 / "
+                               "GREATEST((SELECT chunks FROM totals), 1) AS s", (token,)).fetchone()
+        return float(row["s"])
+
+    def lookup(self, scores: _Terms | None, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        if scores is None or len(ids) == 0:
+            return np.zeros(len(ids), np.float32)
+        found_ids, found = self._run(scores.terms, "WHERE t.chunk_id = ANY(%(ids)s)", "",
+                                     {"ids": [int(i) for i in ids]})
+        by_id = dict(zip(found_ids.tolist(), found.tolist()))
+        return np.asarray([by_id.get(int(i), 0.0) for i in ids], dtype=np.float32)
+
+    def search(self, tokens: list[str], k: int, allowed: np.ndarray | None = None,
+               scores: _Terms | None = None) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.scores(tokens) if scores is None else scores
+        if scores is None or k <= 0 or (allowed is not None and len(allowed) == 0):
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        where, extra = "", {"k": k}
+        if allowed is not None:
+            where, extra["ids"] = "WHERE t.chunk_id = ANY(%(ids)s)", [int(i) for i in allowed]
+        return self._run(scores.terms, where, "LIMIT %(k)s", extra)
+
+
+class PgIndexes:
+    """`derived.DerivedIndexes` for PostgreSQL: the database is searched directly, so there is nothing to
+    publish or rebuild; every search sees every committed document of every process at once."""
+
+    def __init__(self, store: PgStore):
+        self.store = store
+
+    def publish(self) -> None:
+        pass
+
+    def publish_locked(self) -> None:
+        pass
+
+    def save(self, derived: PgDerived) -> None:
+        pass
+
+    def swap(self, derived: PgDerived) -> None:
+        pass
+
+    def build(self, previous=None) -> PgDerived:
+        dim = int(self.store.meta("dimension") or 0)
+        return self.store.build_derived(dim) if dim else self.store.load_derived()
+
+    def current(self) -> PgDerived:
+        return self.store.load_derived()
+
+
+def _connect_timeout() -> float:
+    try:
+        return max(1.0, float(os.environ.get("PERU_QA_PG_TIMEOUT", "10")))
+    except ValueError:
+        return 10.0
+
+
+def _cache_root() -> Path:
+    env = os.environ.get("PERU_QA_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "peru-qa"
+
+
+__all__ = ["PgStore", "PgIndexes", "IndexUnavailableError", "is_url", "redact"]

@@ -1,0 +1,67 @@
+"""`peru-qa copy SRC DST`: an index copied to another location or backend (a folder into PostgreSQL and back).
+
+Documents, page texts, chunks, their keyword terms and their vectors are copied as stored, not re-read or
+re-embedded; each document is one transaction at the destination. Documents the destination already holds with
+the same content are skipped, so an interrupted copy can simply be run again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelMismatchError, PeruQAError
+from .ingest import ProgressFn
+from .kb import KnowledgeBase
+
+
+@dataclass
+class CopyReport:
+    copied: int
+    skipped: int
+    chunks: int
+    model: str
+
+    def summary(self) -> str:
+        return (f"{self.copied} documents copied ({self.chunks} chunks), {self.skipped} already there; "
+                f"model {self.model}")
+
+
+def copy_index(source: str | Path, destination: str | Path, progress: ProgressFn | None = None) -> CopyReport:
+    """Copy every document of the index at `source` into the one at `destination` (created if needed)."""
+    with KnowledgeBase(source, create=False) as src:
+        model, dim = src.store.meta("model"), src.store.meta("dimension")
+        if not model:
+            raise PeruQAError(f"index {src.shown} is empty: nothing to copy")
+        with KnowledgeBase(destination, model=model) as dst:
+            if dst.store.meta("dimension") not in (None, dim):
+                raise ModelMismatchError(f"index {dst.shown} holds {dst.store.meta('dimension')}-d vectors, "
+                                         f"{src.shown} {dim}-d ones")
+            docs = src.store.documents()
+            copied = skipped = chunks_total = 0
+            for n, record in enumerate(docs):
+                if progress:
+                    progress(n, len(docs), record.title)
+                current = dst.store.document_by_source(record.source)
+                if current is not None and current.content_hash == record.content_hash:
+                    skipped += 1
+                    continue
+                pages = [(number, text, [list(s) for s in sections], meta)
+                         for number, text, sections, meta in src.store.pages(record.id)]
+                chunks, vectors = src.store.document_chunks(record.id)
+                with dst.store.writer():
+                    if not dst.store.meta("model"):
+                        with dst.store.transaction():
+                            dst.store.set_meta("model", model)
+                            dst.store.set_meta("dimension", dim)
+                    dst.store.write_document(record, pages, chunks, vectors,
+                                             replace_ids=(current.id,) if current else ())
+                copied += 1
+                chunks_total += len(chunks)
+            if copied:
+                dst.indexes.publish()
+            if progress:
+                progress(len(docs), len(docs), "done")
+    return CopyReport(copied, skipped, chunks_total, model)
+
+
+__all__ = ["copy_index", "CopyReport"]

@@ -1,0 +1,309 @@
+"""One behaviour suite for both storage backends: an index folder (embedded) and a postgresql:// URL.
+
+The Postgres side runs against the throwaway server of the `pg_server` fixture (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import QA_DOCS
+
+from peru_qa import KnowledgeBase
+from peru_qa.cli import main
+from peru_qa.errors import DocumentNotFound, PeruQAError
+
+
+@pytest.fixture(params=["embedded", "postgres"])
+def location(request, tmp_path):
+    """Where a new index lives, for each backend."""
+    if request.param == "embedded":
+        return str(tmp_path / "index")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def docs(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in QA_DOCS.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def filled(location, docs, embedder):
+    with KnowledgeBase(location, embedder=embedder) as kb:
+        report = kb.add(docs)
+        assert report.ok and report.count("added") == len(QA_DOCS)
+    return location
+
+
+def test_add_list_stats(filled, embedder):
+    with KnowledgeBase(filled, embedder=embedder) as kb:
+        docs = kb.documents()
+        stats = kb.stats()
+    assert sorted(d.source.rsplit("/", 1)[-1] for d in docs) == sorted(QA_DOCS)
+    assert stats["documents"] == len(QA_DOCS)
+    assert stats["chunks"] == sum(d.n_chunks for d in docs) > 0
+    assert stats["model"] == embedder.name and stats["dimension"] == embedder.dim
+    assert stats["backend"] == ("postgresql" if filled.startswith("postgresql://") else "embedded")
+    assert stats["size_bytes"] > 0
+
+
+def test_adding_again_changes_nothing(filled, docs, embedder):
+    with KnowledgeBase(filled, embedder=embedder) as kb:
+        before = kb.stats()
+        report = kb.add(docs)
+        assert report.count("added") == 0 and report.count("unchanged") == len(QA_DOCS)
+        assert kb.stats()["chunks"] == before["chunks"]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+def test_search_finds_the_right_passage(filled, embedder, mode):
+    with KnowledgeBase(filled, embedder=embedder) as kb:
+        hits = kb.retrieve("mercury poisons the rivers in Madre de Dios", k=3, mode=mode)
+        assert hits and hits[0].source.endswith("mining.txt")
+        assert "mercury" in hits[0].text
+        assert hits == sorted(hits, key=lambda h: -h.score)
+        es = kb.retrieve("una escolta armada de los narcotraficantes en el valle", k=3, mode=mode)
+        assert es[0].source.endswith("vraem-es.md")
+
+
+def test_filters(filled, embedder):
+    with KnowledgeBase(filled, embedder=embedder) as kb:
+        hits = kb.retrieve("VRAEM drug trafficking routes", k=5, filters={"language": "es"})
+        assert hits and {h.language for h in hits} == {"es"}
+        doc = kb.find_document("mining.txt")
+        only = kb.retrieve("VRAEM drug trafficking routes", k=5, filters={"doc_id": doc.id})
+        assert only and {h.doc_id for h in only} == {doc.id}
+
+
+def test_ask_cites_the_documents(filled, embedder):
+    with KnowledgeBase(filled, embedder=embedder) as kb:
+        answer = kb.ask("Who leads the Militarized Communist Party of Peru?", llm=False)
+    assert not answer.abstained
+    assert "Quispe Palomino" in answer.text
+    assert any(c.source.endswith(("vraem.md", "vraem-es.md")) for c in answer.citations)
+
+
+def test_remove(filled, embedder):
+    with KnowledgeBase(filled, embedder=embedder) as kb:
+        gone = kb.remove("mining.txt")
+        assert all(not h.doc_id == gone.id for h in kb.retrieve("mercury gold mining Madre de Dios", k=10))
+        assert kb.stats()["documents"] == len(QA_DOCS) - 1
+        with pytest.raises(DocumentNotFound):
+            kb.find_document("mining.txt")
+
+
+def test_other_processes_see_writes_at_once(filled, docs, embedder):
+    """Two handles on one index (two app processes): one's add and remove are searchable by the other."""
+    with KnowledgeBase(filled, embedder=embedder) as reader, KnowledgeBase(filled, embedder=embedder) as writer:
+        assert reader.retrieve("Operation Mercurio", k=1)[0].source.endswith("mining.txt")
+        writer.remove("mining.txt")
+        assert all(not h.source.endswith("mining.txt") for h in reader.retrieve("Operation Mercurio", k=5))
+        writer.add(docs / "mining.txt")
+        assert reader.retrieve("Operation Mercurio", k=1)[0].source.endswith("mining.txt")
+
+
+def test_check_and_rebuild(filled, embedder):
+    with KnowledgeBase(filled, embedder=embedder) as kb:
+        report = kb.check()
+        assert not report.problems
+        result = kb.rebuild()
+        assert result["chunks"] == kb.stats()["chunks"]
+
+
+def test_cli_on_both_backends(filled, capsys, monkeypatch):
+    """The CLI takes either location through --index (real default model: build the index with it)."""
+    assert main(["list", "--index", filled]) == 0
+    out = capsys.readouterr().out
+    assert "mining.txt" in out
+
+
+# --- Postgres only -------------------------------------------------------------------------------------------
+
+def test_wrong_url_is_one_clear_line(capsys):
+    code = main(["search", "anything", "--index", "postgresql://nobody@127.0.0.1:1/none"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("peru-qa: error: cannot open PostgreSQL index postgresql://nobody@127.0.0.1:1/none")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_password_is_not_shown(capsys):
+    main(["list", "--index", "postgresql://someone:s3cret@127.0.0.1:1/none"])
+    err = capsys.readouterr().err
+    assert "s3cret" not in err and "someone:***@" in err
+
+
+def test_missing_database_is_one_clear_line(pg_server, capsys):
+    url = pg_server.url.rsplit("/", 1)[0] + "/no_such_database"
+    assert main(["list", "--index", url]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_database" in err and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_pgvector_holds_the_vectors(pg_url, docs, embedder):
+    import psycopg
+
+    with KnowledgeBase(pg_url, embedder=embedder) as kb:
+        kb.add(docs)
+        chunks = kb.stats()["chunks"]
+    with psycopg.connect(pg_url) as conn:
+        column = conn.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                              "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'").fetchone()[0]
+        index = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'chunks_embedding_hnsw'").fetchone()
+        terms = conn.execute("SELECT count(DISTINCT chunk_id) FROM chunk_terms").fetchone()[0]
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    assert column == f"vector({embedder.dim})"
+    assert index and "hnsw" in index[0] and "vector_cosine_ops" in index[0]
+    from peru_qa.pgstore import MIGRATIONS
+
+    assert terms == chunks and version == str(len(MIGRATIONS))
+
+
+def test_numbered_migrations_bring_an_old_database_up(pg_url, docs, embedder):
+    """A database left at schema v1 (no totals table) is migrated on open; nothing is lost, search still works."""
+    import psycopg
+
+    with KnowledgeBase(pg_url, embedder=embedder) as kb:
+        kb.add(docs)
+        before = [p.chunk_id for p in kb.retrieve("mercury rivers", k=5, mode="keyword")]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE totals")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with KnowledgeBase(pg_url, embedder=embedder) as kb:
+        assert [p.chunk_id for p in kb.retrieve("mercury rivers", k=5, mode="keyword")] == before
+        assert not kb.check(repair=False).problems
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+
+
+def test_keyword_scores_match_bm25s(tmp_path, pg_url, docs, embedder):
+    """BM25 in SQL gives the scores bm25s gives the embedded backend (same terms, same formula)."""
+    with KnowledgeBase(tmp_path / "ix", embedder=embedder) as local, \
+            KnowledgeBase(pg_url, embedder=embedder) as shared:
+        local.add(docs)
+        shared.add(docs)
+        for query in ("mercury rivers fish", "narcotraficantes cupos valle", "Lima extorsión"):
+            a = local.retrieve(query, k=5, mode="keyword")
+            b = shared.retrieve(query, k=5, mode="keyword")
+            assert [p.text for p in a] == [p.text for p in b]
+            assert np.allclose([p.keyword_score for p in a], [p.keyword_score for p in b], rtol=1e-4)
+
+
+def test_copy_embedded_to_postgres_and_back(tmp_path, pg_url, docs, embedder, capsys):
+    from helpers import CountingEmbedder
+
+    src = tmp_path / "src"
+    with KnowledgeBase(src, embedder=embedder) as kb:
+        kb.add(docs)
+        original = {d.source: d for d in kb.documents()}
+        hits = [(p.source, p.text) for p in kb.retrieve("Operation Mercurio La Pampa", k=3)]
+        _, vectors = kb.store.all_vectors(embedder.dim)
+    assert main(["copy", str(src), pg_url]) == 0
+    assert main(["copy", pg_url, str(tmp_path / "back")]) == 0
+    assert "0 documents copied" in (capsys.readouterr(), main(["copy", str(src), pg_url]),
+                                    capsys.readouterr().out)[2]
+    counting = CountingEmbedder(embedder)
+    for where in (pg_url, tmp_path / "back"):
+        with KnowledgeBase(where, embedder=counting) as kb:
+            assert {d.source: (d.content_hash, d.n_chunks, d.metadata) for d in kb.documents()} == \
+                {s: (d.content_hash, d.n_chunks, d.metadata) for s, d in original.items()}
+            assert [(p.source, p.text) for p in kb.retrieve("Operation Mercurio La Pampa", k=3)] == hits
+            _, copied = kb.store.all_vectors(embedder.dim)
+            assert np.array_equal(np.sort(copied, axis=0), np.sort(vectors, axis=0))
+    assert counting.passages == 0  # copied, not re-embedded
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, sys.argv[3])
+    from helpers import HashEmbedder
+    from peru_qa import KnowledgeBase
+    with KnowledgeBase(sys.argv[1], embedder=HashEmbedder()) as kb:
+        report = kb.add(sys.argv[2])
+    sys.exit(0 if report.ok else 1)
+""")
+
+
+def test_concurrent_writers_from_two_processes(tmp_path, pg_url):
+    """Two processes adding different documents to one new database at once: all land, none twice."""
+    from pathlib import Path
+
+    folders = []
+    for w in ("a", "b"):
+        folder = tmp_path / w
+        folder.mkdir()
+        for i in range(8):
+            (folder / f"{w}{i}.md").write_text(
+                f"# Note {w}{i}\n\n" + " ".join(f"Report {w}{i}-{j}: traders paid extortion fees." for j in range(30)),
+                encoding="utf-8")
+        folders.append(folder)
+    here = str(Path(__file__).parent)
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, pg_url, str(f), here]) for f in folders]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    from helpers import HashEmbedder
+
+    with KnowledgeBase(pg_url, embedder=HashEmbedder()) as kb:
+        docs = kb.documents()
+        assert sorted(d.title for d in docs) == sorted(f"Note {w}{i}" for w in "ab" for i in range(8))
+        assert kb.stats()["chunks"] == sum(d.n_chunks for d in docs)
+        assert not kb.check(repair=False).problems
+
+
+def test_server_restart_during_use(tmp_path, docs, embedder):
+    """A search while the server is down is one clear error; after it returns, the same handle works again."""
+    from peru_qa import pgserver
+
+    folder = tmp_path / "own-pg"
+    try:
+        server = pgserver.start(folder)
+    except PeruQAError as exc:
+        pytest.skip(f"cannot start a second server: {exc}")
+    try:
+        with KnowledgeBase(server.url, embedder=embedder) as kb:
+            kb.add(docs / "mining.txt")
+            assert kb.retrieve("mercury", k=1)
+            pgserver.stop(folder)
+            with pytest.raises(PeruQAError, match="unavailable"):
+                kb.retrieve("mercury", k=1)
+            pgserver.start(folder, port=server.port)
+            assert kb.retrieve("mercury", k=1)[0].source.endswith("mining.txt")
+    finally:
+        pgserver.stop(folder)
+
+
+def test_eval_beir_set_in_a_database(tmp_path, pg_url, embedder):
+    """`peru-qa eval DIR --index postgresql://…` indexes the corpus there once and scores as the embedded path."""
+    from test_evaluation import write_beir
+
+    from peru_qa.evaluation import evaluate
+
+    folder = write_beir(tmp_path / "tiny")
+    embedded = evaluate(folder, mode="hybrid", cache_dir=tmp_path / "cache", embedder=embedder)
+    first = evaluate(folder, mode="hybrid", index=pg_url, embedder=embedder)
+    again = evaluate(folder, mode="keyword", index=pg_url, embedder=embedder)
+    assert not first.index.cached and again.index.cached
+    assert first.index.documents == embedded.index.documents
+    assert abs(first.metrics["ndcg@10"] - embedded.metrics["ndcg@10"]) < 1e-6
+    assert again.metrics["recall@100"] == 1.0
+
+
+def test_postgres_command_starts_and_stops_a_server(tmp_path, capsys):
+    folder = str(tmp_path / "pg")
+    assert main(["postgres", "start", "--dir", folder]) == 0
+    try:
+        url = capsys.readouterr().out.strip()
+        assert url.startswith("postgresql://") and url.endswith("/peru_qa")
+        with KnowledgeBase(url, create=True) as kb:
+            assert kb.stats()["documents"] == 0
+        assert main(["postgres", "status", "--dir", folder]) == 0
+        assert capsys.readouterr().out.strip() == url
+    finally:
+        assert main(["postgres", "stop", "--dir", folder]) == 0
+    assert main(["postgres", "status", "--dir", folder]) == 1
