@@ -166,31 +166,42 @@ def all_synthetic_vectors(base, texts, languages, n: int) -> np.ndarray:
     return np.concatenate([v for *_, v in synthetic(base, texts, languages, n, seed=n)])
 
 
-def build(path: Path, size: int, base, texts, languages, model: str, dim: int) -> dict:
-    """Bulk load through the store's own API (one transaction of PER_DOC chunks per document); the derived
-    indexes (FAISS + bm25s) are built once afterwards (`publish`), not row by row."""
+def build(location: str | Path, size: int, base, texts, languages, model: str, dim: int) -> dict:
+    """Bulk load through the store's own API (one transaction of PER_DOC chunks per document). Embedded: the
+    derived indexes (FAISS + bm25s) are built once afterwards (`publish`). PostgreSQL: inside `bulk_load()`, which
+    drops the HNSW and postings indexes, and builds them once at its end (timed apart from the load)."""
+    from contextlib import nullcontext
+
     from peru_qa import KnowledgeBase
     from peru_qa.store import ChunkRow, DocumentRecord, _now
 
-    kb = KnowledgeBase(path, embedder=FixedQueries(model, dim, {}))
-    with kb.store.transaction():
-        kb.store.set_meta("model", model)
-        kb.store.set_meta("dimension", str(dim))
+    kb = KnowledgeBase(location, embedder=FixedQueries(model, dim, {}))
+    bulk = getattr(kb.store, "bulk_load", None)
     started = time.perf_counter()
-    for d, (language, chunk_texts, terms, vectors) in enumerate(synthetic(base, texts, languages, size, seed=size)):
-        rows, offset = [], 0
-        for t, tm in zip(chunk_texts, terms):
-            rows.append(ChunkRow(1, "", offset, offset + len(t), t, tm))
-            offset += len(t) + 1
-        record = DocumentRecord(f"scale{d:07d}", f"scale:{d}", f"Scale {d}", language, f"h{d}", False, 1,
-                                len(rows), None, None, _now(), "")
-        with kb.store.writer():
-            kb.store.write_document(record, [(1, "\n".join(chunk_texts), [], {})], rows, vectors)
-        if d % 100 == 99:
-            print(f"  {start_fmt(started)} {(d + 1) * PER_DOC} chunks stored", file=sys.stderr, flush=True)
-    stored = time.perf_counter() - started
+    with bulk() if bulk is not None else nullcontext({}) as timings:
+        with kb.store.transaction():
+            kb.store.set_meta("model", model)
+            kb.store.set_meta("dimension", str(dim))
+        for d, (language, chunk_texts, terms, vectors) in enumerate(synthetic(base, texts, languages, size,
+                                                                              seed=size)):
+            rows, offset = [], 0
+            for t, tm in zip(chunk_texts, terms):
+                rows.append(ChunkRow(1, "", offset, offset + len(t), t, tm))
+                offset += len(t) + 1
+            record = DocumentRecord(f"scale{d:07d}", f"scale:{d}", f"Scale {d}", language, f"h{d}", False, 1,
+                                    len(rows), None, None, _now(), "")
+            with kb.store.writer():
+                kb.store.write_document(record, [(1, "\n".join(chunk_texts), [], {})], rows, vectors)
+            if d % 100 == 99:
+                print(f"  {start_fmt(started)} {(d + 1) * PER_DOC} chunks stored", file=sys.stderr, flush=True)
+        stored = time.perf_counter() - started
+        print(f"  {start_fmt(started)} loaded; building indexes", file=sys.stderr, flush=True)
+    total = time.perf_counter() - started
     kb.close()
-    return {"store_seconds": round(stored, 1)}
+    out = {"store_seconds": round(stored, 1)}
+    if bulk is not None:
+        out.update(timings, index_build_seconds=round(total - stored, 1))
+    return out
 
 
 def start_fmt(started: float) -> str:
@@ -214,8 +225,21 @@ def disk(path: Path) -> dict:
     size_bytes = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     derived = sum(p.stat().st_size for p in (path / "derived").rglob("*") if p.is_file())
     faiss_bytes = sum(p.stat().st_size for p in (path / "derived").rglob("vectors.faiss"))
-    return {"size_mb": round(size_bytes / 2**20, 1), "sqlite_mb": round((path / "peru_qa.sqlite").stat().st_size / 2**20, 1),
+    sqlite = (path / "peru_qa.sqlite").stat().st_size
+    return {"size_mb": round(size_bytes / 2**20, 1), "sqlite_mb": round(sqlite / 2**20, 1),
             "derived_mb": round(derived / 2**20, 1), "faiss_mb": round(faiss_bytes / 2**20, 1)}
+
+
+def pg_disk(url: str) -> dict:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        db = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        rel = dict(conn.execute(
+            "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c WHERE c.relname IN "
+            "('chunks', 'chunk_terms', 'chunks_embedding_hnsw', 'chunk_terms_impact', 'chunk_terms_pkey', "
+            "'chunk_terms_chunk', 'term_df')").fetchall())
+    return {"database_mb": round(db / 2**20, 1), **{f"{k}_mb": round(v / 2**20, 1) for k, v in sorted(rel.items())}}
 
 
 SEARCHER = r"""
@@ -278,6 +302,18 @@ else:
             want = [p.chunk_id for p in search(q, 10, "hybrid", derived, kb.store, kb.embedder, None, kb.fusion)]
             hits.append(len(set(want) & set(got)) / max(1, len(want)))
         out["hybrid_recall@10"] = round(float(np.mean(hits)), 4)
+if sys.argv[1].startswith("postgres"):  # keyword top-10 against exact BM25 (every posting read), 50 queries
+    from peru_qa.pgstore import PgKeyword
+    PgKeyword.POSTINGS = 10**12
+    hits, lat = [], []
+    for q, got in list(zip(data["queries"], results["keyword"]))[:50]:
+        t = time.perf_counter()
+        want = [p.chunk_id for p in kb.retrieve(q, k=10, mode="keyword")]
+        lat.append(1000 * (time.perf_counter() - t))
+        hits.append(len(set(want) & set(got)) / max(1, len(want)))
+    out["keyword_recall@10_vs_exact_bm25"] = round(float(np.mean(hits)), 4)
+    out["keyword_exact_bm25"] = {"p50_ms": round(float(np.percentile(lat, 50)), 1),
+                                 "p95_ms": round(float(np.percentile(lat, 95)), 1)}
 print(json.dumps(out))
 """
 
@@ -369,6 +405,30 @@ def ann_study(matrix: np.ndarray, qvecs: np.ndarray, hnsw: bool) -> dict:
     return out
 
 
+def run_postgres(folder: Path, size: int, base, passages, languages, model: str, dim: int, queries, qvecs,
+                 with_model: bool) -> dict:
+    """Start a local server in `folder`, bulk-load `size` chunks unless already there, measure, stop it."""
+    from peru_qa import pgserver
+    from peru_qa.pgstore import PgStore
+
+    server = pgserver.start(folder)
+    entry: dict = {"backend": "postgresql"}
+    try:
+        store = PgStore(server.url)
+        have = store.chunk_count()
+        store.close()
+        if have < size:
+            print(f"building {size} chunks in PostgreSQL ({folder}) ...", file=sys.stderr, flush=True)
+            entry.update(build(server.url, size, base, passages, languages, model, dim))
+        entry.update(pg_disk(server.url))
+        print(f"  {entry}", file=sys.stderr, flush=True)
+        entry.update(measure_search(server.url, queries, qvecs, model, dim, with_model))
+        print(json.dumps(entry, indent=1), file=sys.stderr, flush=True)
+    finally:
+        pgserver.stop(folder)
+    return entry
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
@@ -382,6 +442,8 @@ def main() -> None:
     parser.add_argument("--hnsw", action="store_true", help="include HNSW in the study (slow to build)")
     parser.add_argument("--store-only", action="store_true", help="stop after the bulk load (publish later)")
     parser.add_argument("--no-model", action="store_true", help="do not load the model in the serving process")
+    parser.add_argument("--postgres", type=Path, help="build into a local PostgreSQL started in FOLDER/pg-SIZE "
+                        "(pgserver; stopped at the end) instead of an index folder")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -402,6 +464,10 @@ def main() -> None:
             print(f"FAISS study at {size} ...", file=sys.stderr, flush=True)
             entry["dense_ann"] = ann_study(all_synthetic_vectors(base, passages, languages, size), qvecs, args.hnsw)
         if args.ann_only:
+            continue
+        if args.postgres:
+            entry.update(run_postgres(args.postgres / f"pg-{size}", size, base, passages, languages, model, dim,
+                                      queries, qvecs, not args.no_model))
             continue
         root = args.keep or Path(tempfile.mkdtemp(prefix="peru-qa-scale-"))
         path = root / f"ix-{size}"

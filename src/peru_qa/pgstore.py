@@ -16,6 +16,7 @@ cache) goes to a local cache folder named after the database's index id."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -698,10 +699,13 @@ class PgVectors:
 
 @dataclass
 class _Terms:
-    """What `PgKeyword.scores` returns: the query terms the index knows (scores are computed in SQL)."""
+    """What `PgKeyword.scores` returns: the query terms the index knows, their weights, the collection's
+    average chunk length, the largest document frequency among them (chunk scores are computed in SQL)."""
 
     terms: list[str]
-    max_df: int = 0
+    idf: list[float]
+    avgdl: float
+    max_df: int
 
 
 class PgKeyword:
@@ -714,25 +718,30 @@ class PgKeyword:
     missed only if none of its terms puts it among a term's best postings (benchmarks/RESULTS.md "Scale")."""
 
     POSTINGS = 2000
-    RESCORE = 20
+    RESCORE = 10
 
-    _IDF = """
-        WITH q AS (SELECT term, count(*) AS qtf FROM unnest(%(terms)s::text[]) AS term GROUP BY term),
-        stats AS (SELECT chunks::float8 AS n, CASE WHEN chunks > 0 THEN terms::float8 / chunks ELSE 1 END AS avgdl
-                  FROM totals),
-        w AS (SELECT q.term, q.qtf * ln(1 + (stats.n - d.df + 0.5) / (d.df + 0.5)) AS idf
-              FROM q JOIN term_df d USING (term) CROSS JOIN stats)"""
-    _SCORE = """
-        SELECT t.chunk_id AS id,
-               sum(w.idf * t.tf / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * c.n_terms / stats.avgdl))) AS s
-        FROM chunk_terms t JOIN w USING (term) JOIN chunks c ON c.id = t.chunk_id CROSS JOIN stats {where}
-        GROUP BY t.chunk_id ORDER BY s DESC, t.chunk_id {limit}"""
-    _SQL = _IDF + _SCORE
-    _TOP = _IDF + """,
+    # The query's terms with their BM25 weight (qtf · idf) and the collection's average length come in as
+    # parameters (computed once per query by `scores`), so the planner sees a handful of terms and probes the
+    # postings' indexes instead of joining whole tables.
+    _W = "WITH w AS (SELECT * FROM unnest(%(terms)s::text[], %(idf)s::float8[]) AS w(term, idf))"
+    _TF = "w.idf * t.tf / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * c.n_terms / %(avgdl)s::float8))"
+    #: every posting of the query's terms (optionally among some chunks)
+    _ALL = _W + f"""
+        SELECT t.chunk_id AS id, sum({_TF}) AS s
+        FROM w JOIN chunk_terms t ON t.term = w.term JOIN chunks c ON c.id = t.chunk_id {{where}}
+        GROUP BY t.chunk_id ORDER BY s DESC, t.chunk_id {{limit}}"""
+    #: exact scores of the chunks of CTE p (one index probe per chunk and term)
+    _EXACT = f"""
+        SELECT p.chunk_id AS id, sum({_TF}) AS s
+        FROM p CROSS JOIN w JOIN chunk_terms t ON t.term = w.term AND t.chunk_id = p.chunk_id
+        JOIN chunks c ON c.id = p.chunk_id
+        GROUP BY p.chunk_id ORDER BY s DESC, p.chunk_id {{limit}}"""
+    _LOOKUP = _W + ", p AS (SELECT DISTINCT unnest(%(ids)s::bigint[]) AS chunk_id)" + _EXACT.format(limit="")
+    _TOP = _W + """,
         p AS (SELECT x.chunk_id, sum(w.idf * x.impact) AS partial FROM w CROSS JOIN LATERAL
               (SELECT chunk_id, impact FROM chunk_terms t WHERE t.term = w.term ORDER BY impact DESC
                LIMIT %(postings)s) x GROUP BY x.chunk_id ORDER BY partial DESC, x.chunk_id LIMIT %(rescore)s)
-        """ + _SCORE.format(where="WHERE t.chunk_id IN (SELECT chunk_id FROM p)", limit="LIMIT %(k)s")
+        """ + _EXACT.format(limit="LIMIT %(k)s")
 
     def __init__(self, store: PgStore):
         self.store = store
@@ -744,23 +753,30 @@ class PgKeyword:
     def chunk_ids(self) -> np.ndarray:
         return self.store.chunk_ids()
 
-    def _run(self, sql: str, params: dict) -> tuple[np.ndarray, np.ndarray]:
-        params = {"k1": BM25_PARAMS["k1"], "b": BM25_PARAMS["b"], **params}
+    def _run(self, sql: str, scores: _Terms, **params) -> tuple[np.ndarray, np.ndarray]:
+        params = {"k1": BM25_PARAMS["k1"], "b": BM25_PARAMS["b"], "terms": scores.terms, "idf": scores.idf,
+                  "avgdl": scores.avgdl, **params}
         with self.store._conn() as conn:
             rows = conn.execute(sql, params).fetchall()
         return (np.asarray([r["id"] for r in rows], dtype=np.int64),
                 np.asarray([r["s"] for r in rows], dtype=np.float32))
 
     def scores(self, tokens: list[str]) -> _Terms | None:
-        """The query terms the index knows, with the largest document frequency among them."""
+        """The query terms the index knows with their BM25 weights (Lucene idf × times in the query)."""
         if not tokens:
             return None
         with self.store._conn() as conn:
-            known = {r["term"]: r["df"] for r in conn.execute(
-                "SELECT term, df FROM term_df WHERE term = ANY(%s) AND df > 0", (list(set(tokens)),))}
-        if not known:
+            rows = conn.execute("SELECT term, df, (SELECT chunks FROM totals) AS n, (SELECT terms FROM totals) AS t "
+                                "FROM term_df WHERE term = ANY(%s) AND df > 0", (list(set(tokens)),)).fetchall()
+        if not rows:
             return None
-        return _Terms([t for t in tokens if t in known], max(known.values()))
+        n = float(rows[0]["n"])
+        avgdl = float(rows[0]["t"]) / n if n > 0 else 1.0
+        qtf = Counter(tokens)
+        terms = sorted(r["term"] for r in rows)
+        df = {r["term"]: float(r["df"]) for r in rows}
+        idf = [qtf[t] * math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in terms]
+        return _Terms(terms, idf, avgdl, int(max(df.values())))
 
     def share(self, token: str) -> float:
         with self.store._conn() as conn:
@@ -772,8 +788,7 @@ class PgKeyword:
         ids = np.asarray(ids, dtype=np.int64)
         if scores is None or len(ids) == 0:
             return np.zeros(len(ids), np.float32)
-        found_ids, found = self._run(self._SQL.format(where="WHERE t.chunk_id = ANY(%(ids)s)", limit=""),
-                                     {"terms": scores.terms, "ids": [int(i) for i in ids]})
+        found_ids, found = self._run(self._LOOKUP, scores, ids=[int(i) for i in ids])
         by_id = dict(zip(found_ids.tolist(), found.tolist()))
         return np.asarray([by_id.get(int(i), 0.0) for i in ids], dtype=np.float32)
 
@@ -782,13 +797,12 @@ class PgKeyword:
         scores = self.scores(tokens) if scores is None else scores
         if scores is None or k <= 0 or (allowed is not None and len(allowed) == 0):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        params = {"terms": scores.terms, "k": k}
         if allowed is not None:
-            params["ids"] = [int(i) for i in allowed]
-            return self._run(self._SQL.format(where="WHERE t.chunk_id = ANY(%(ids)s)", limit="LIMIT %(k)s"), params)
+            return self._run(self._ALL.format(where="WHERE t.chunk_id = ANY(%(ids)s)", limit="LIMIT %(k)s"),
+                             scores, k=k, ids=[int(i) for i in allowed])
         if scores.max_df <= self.POSTINGS:
-            return self._run(self._SQL.format(where="", limit="LIMIT %(k)s"), params)
-        return self._run(self._TOP, {**params, "postings": self.POSTINGS, "rescore": max(200, self.RESCORE * k)})
+            return self._run(self._ALL.format(where="", limit="LIMIT %(k)s"), scores, k=k)
+        return self._run(self._TOP, scores, k=k, postings=self.POSTINGS, rescore=max(200, self.RESCORE * k))
 
 
 class PgIndexes:
