@@ -16,6 +16,11 @@ model; `retrieve()` gets those precomputed vectors (the model's cost does not gr
     PYTHONPATH=src python benchmarks/scale.py --sizes 100000 1000000 --keep /tmp/scale [--out FILE.json]
     PYTHONPATH=src python benchmarks/scale.py --ann-only --sizes 1000000        # only the FAISS study
     PYTHONPATH=src python benchmarks/scale.py --index FOLDER-or-postgresql://…  # measure an existing index
+    PYTHONPATH=src python benchmarks/scale.py --sizes 1000000 --postgres /tmp/pgscale  # the PostgreSQL backend
+
+`--postgres FOLDER` starts a local server (pgserver) in FOLDER/pg-SIZE, bulk-loads the same synthetic chunks
+through `PgStore.bulk_load()` (HNSW and postings indexes built once at the end, timed apart), reports the database
+size, the same search figures, and keyword recall@10 against exact BM25 (every posting read); it stops the server.
 
 `--index` measures an index someone built (e.g. one built here with --keep and copied into PostgreSQL): the same
 queries, latency, RSS, and recall@10 of dense `retrieve()` against brute force over the index's stored vectors.
