@@ -167,7 +167,8 @@ def test_pgvector_holds_the_vectors(pg_url, docs, embedder):
 
 
 def test_numbered_migrations_bring_an_old_database_up(pg_url, docs, embedder):
-    """A database left at schema v1 (no totals, no term_df, no impacts) is migrated on open; nothing is lost, search still works."""
+    """A database left at schema v1 (no totals, no term_df, no impacts) is migrated on open; nothing is lost,
+    search still works."""
     import psycopg
 
     with KnowledgeBase(pg_url, embedder=embedder) as kb:
@@ -234,10 +235,12 @@ def test_keyword_past_the_exact_limit_rescores_exactly(pg_url, docs, embedder, m
     """When a query term is in more chunks than `POSTINGS`, only its best postings are read; the chunks found
     still get their exact BM25 score, and the best one is found."""
     from peru_qa.pgstore import PgKeyword
+    from peru_qa.retrieval import query_tokens
 
     with KnowledgeBase(pg_url, embedder=embedder) as kb:
         kb.add(docs)
         exact = kb.retrieve("mercury rivers fish", k=3, mode="keyword")
+        assert kb.indexes.current().keyword.scores(query_tokens("mercury rivers fish")).max_df > 1  # path taken
         monkeypatch.setattr(PgKeyword, "POSTINGS", 1)
         monkeypatch.setattr(PgKeyword, "RESCORE", 1)
         approx = kb.retrieve("mercury rivers fish", k=3, mode="keyword")
