@@ -307,11 +307,11 @@ else:
             want = [p.chunk_id for p in search(q, 10, "hybrid", derived, kb.store, kb.embedder, None, kb.fusion)]
             hits.append(len(set(want) & set(got)) / max(1, len(want)))
         out["hybrid_recall@10"] = round(float(np.mean(hits)), 4)
-if sys.argv[1].startswith("postgres"):  # keyword top-10 against exact BM25 (every posting read), 50 queries
+if sys.argv[1].startswith("postgres"):  # keyword top-10 against exact BM25 (every posting read), 20 queries
     from peru_qa.pgstore import PgKeyword
     PgKeyword.POSTINGS = 10**12
     hits, lat = [], []
-    for q, got in list(zip(data["queries"], results["keyword"]))[:50]:
+    for q, got in list(zip(data["queries"], results["keyword"]))[:20]:
         t = time.perf_counter()
         want = [p.chunk_id for p in kb.retrieve(q, k=10, mode="keyword")]
         lat.append(1000 * (time.perf_counter() - t))

@@ -686,8 +686,11 @@ class PgVectors:
             where = "WHERE id = ANY(%s)"
             args.append([int(i) for i in allowed])
         with self.store.transaction() as conn:
-            # ef_search bounds what HNSW returns (default 40): at least the candidates asked for, with margin.
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(1000, max(2 * k, 200))),))
+            # ef_search bounds what HNSW returns (default 40): at least the candidates asked for, with margin;
+            # 400 by default (PERU_QA_PG_EF_SEARCH): at 1M chunks recall@10 was 0.78 at 200, 0.92 at 400, 0.925 at
+            # 800 (benchmarks/RESULTS.md "Scale: 100k and 1M chunks, both backends").
+            ef = max(2 * k, int(os.environ.get("PERU_QA_PG_EF_SEARCH", "400")))
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(1000, ef)),))
             conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
             rows = conn.execute(
                 f"SELECT id, 1 - (embedding <=> %s::vector) AS s FROM chunks {where} "
