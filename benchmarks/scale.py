@@ -307,7 +307,7 @@ else:
             want = [p.chunk_id for p in search(q, 10, "hybrid", derived, kb.store, kb.embedder, None, kb.fusion)]
             hits.append(len(set(want) & set(got)) / max(1, len(want)))
         out["hybrid_recall@10"] = round(float(np.mean(hits)), 4)
-if sys.argv[1].startswith("postgres"):  # keyword top-10 against exact BM25 (every posting read), 20 queries
+if sys.argv[1].startswith("postgres") and data["exact_bm25"]:  # keyword top-10 against exact BM25 (every posting read), 20 queries
     from peru_qa.pgstore import PgKeyword
     PgKeyword.POSTINGS = 10**12
     hits, lat = [], []
@@ -324,11 +324,11 @@ print(json.dumps(out))
 
 
 def measure_search(location: str, queries: list[str], qvecs: np.ndarray, model: str, dim: int,
-                   with_model: bool) -> dict:
+                   with_model: bool, exact_bm25: bool = True) -> dict:
     """retrieve() latency, RSS and recall in a fresh process that opens the index (nothing cached from the build)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump({"queries": queries, "vectors": qvecs.tolist(), "model": model, "dim": dim,
-                   "with_model": with_model}, fh)
+                   "with_model": with_model, "exact_bm25": exact_bm25}, fh)
     try:
         run = subprocess.run([sys.executable, "-c", SEARCHER, location, fh.name, str(Path(__file__).parent)],
                              capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
@@ -411,7 +411,7 @@ def ann_study(matrix: np.ndarray, qvecs: np.ndarray, hnsw: bool) -> dict:
 
 
 def run_postgres(folder: Path, size: int, base, passages, languages, model: str, dim: int, queries, qvecs,
-                 with_model: bool) -> dict:
+                 with_model: bool, exact_bm25: bool = True) -> dict:
     """Start a local server in `folder`, bulk-load `size` chunks unless already there, measure, stop it."""
     from peru_qa import pgserver
     from peru_qa.pgstore import PgStore
@@ -427,7 +427,7 @@ def run_postgres(folder: Path, size: int, base, passages, languages, model: str,
             entry.update(build(server.url, size, base, passages, languages, model, dim))
         entry.update(pg_disk(server.url))
         print(f"  {entry}", file=sys.stderr, flush=True)
-        entry.update(measure_search(server.url, queries, qvecs, model, dim, with_model))
+        entry.update(measure_search(server.url, queries, qvecs, model, dim, with_model, exact_bm25))
         print(json.dumps(entry, indent=1), file=sys.stderr, flush=True)
     finally:
         pgserver.stop(folder)
@@ -449,6 +449,8 @@ def main() -> None:
     parser.add_argument("--no-model", action="store_true", help="do not load the model in the serving process")
     parser.add_argument("--postgres", type=Path, help="build into a local PostgreSQL started in FOLDER/pg-SIZE "
                         "(pgserver; stopped at the end) instead of an index folder")
+    parser.add_argument("--no-exact-bm25", action="store_true", help="PostgreSQL: skip the comparison with exact "
+                        "BM25 (seconds per query at 1M chunks)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -472,7 +474,7 @@ def main() -> None:
             continue
         if args.postgres:
             entry.update(run_postgres(args.postgres / f"pg-{size}", size, base, passages, languages, model, dim,
-                                      queries, qvecs, not args.no_model))
+                                      queries, qvecs, not args.no_model, not args.no_exact_bm25))
             continue
         root = args.keep or Path(tempfile.mkdtemp(prefix="peru-qa-scale-"))
         path = root / f"ix-{size}"

@@ -143,7 +143,8 @@ def _vector_text(v: np.ndarray) -> str:
 
 
 def _parse_vector(text: str) -> np.ndarray:
-    return np.array(text[1:-1].split(","), dtype=np.float32)
+    # parsed in C (a list of 384 Python strings per vector was 17 ms of a hybrid retrieve at 1M chunks)
+    return np.fromstring(text[1:-1], dtype=np.float32, sep=",")
 
 
 @dataclass
