@@ -307,7 +307,8 @@ else:
             want = [p.chunk_id for p in search(q, 10, "hybrid", derived, kb.store, kb.embedder, None, kb.fusion)]
             hits.append(len(set(want) & set(got)) / max(1, len(want)))
         out["hybrid_recall@10"] = round(float(np.mean(hits)), 4)
-if sys.argv[1].startswith("postgres") and data["exact_bm25"]:  # keyword top-10 against exact BM25 (every posting read), 20 queries
+# keyword top-10 against exact BM25 (every posting read), 20 queries
+if sys.argv[1].startswith("postgres") and data["exact_bm25"]:
     from peru_qa.pgstore import PgKeyword
     PgKeyword.POSTINGS = 10**12
     hits, lat = [], []
