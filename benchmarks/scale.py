@@ -1,24 +1,36 @@
-"""Scale benchmark of the embedded backend: build indexes of 100k / 1M chunks and measure build time, size on
-disk, resident memory, `retrieve()` p50/p95, and the recall@10 and latency of approximate FAISS indexes
-(HNSW, IVF) against the exact search the index uses today, to choose when it should switch.
+"""Scale benchmark: build indexes of 100k / 1M chunks and measure build time, size on disk, resident memory of the
+process serving `retrieve()` (with and without the model), `retrieve()` p50/p95 in the three modes, and the
+recall@10 of `retrieve()` against exact search; plus a study of approximate FAISS indexes (IVF-Flat / IVF-SQ8 /
+IVF-PQ at several nprobe, HNSW on request) on the same vectors, by which vectors.py's choice was made.
 
-Data (realistic, not uniform random vectors, which no ANN index can search): real passages — the shared XQuAD
-(es + en) and SciFact corpora, else the shipped documents — are embedded once with the index's model; every
-synthetic chunk mixes two of them, the way a passage touches a main topic and a second one: its text is the
-first passage's words with ~20% dropped, a few words of the second and a serial token; its vector is
-normalise(w·v1 + (1-w)·v2 + noise), w ~ U(0.6, 0.9), the noise Gaussian shaped by the real vectors' covariance
-(so the set keeps the real topics and the real anisotropy, without thousands of near-copies of one vector).
-Queries are real questions (XQuAD / SciFact) embedded with the model, so the keyword side runs real words
-and the dense side real query vectors.
+Data (realistic, not uniform random vectors, which no ANN index can search): real passages — XQuAD (es and en
+paragraphs) and SciFact abstracts from the shared eval corpora, else the shipped documents — are embedded once with
+the index's model (cached in ~/.cache/peru-qa/scale/). Every synthetic chunk mixes two real passages of one
+language, the way a passage touches a main topic and a second one: its text is the first passage's words with
+~20% dropped, ~10% of the second's words and a serial token (so BM25 sees real words with real document
+frequencies, ×~330 at 1M); its vector is normalise(w·v1 + (1-w)·v2 + noise), w ~ U(0.6, 0.9), the noise Gaussian
+shaped by the real vectors' covariance (the set keeps the real topics and anisotropy, without near-copies of one
+vector). A document holds 1,000 chunks in one language. Queries are real XQuAD/SciFact questions embedded with the
+model; `retrieve()` gets those precomputed vectors (the model's cost does not grow with the index).
 
-    PYTHONPATH=src python benchmarks/scale.py --sizes 100000 [1000000] [--queries 200] [--out FILE.json]
+    PYTHONPATH=src python benchmarks/scale.py --sizes 100000 1000000 --keep /tmp/scale [--out FILE.json]
+    PYTHONPATH=src python benchmarks/scale.py --ann-only --sizes 1000000        # only the FAISS study
+    PYTHONPATH=src python benchmarks/scale.py --index FOLDER-or-postgresql://…  # measure an existing index
+    PYTHONPATH=src python benchmarks/scale.py --sizes 1000000 --postgres /tmp/pgscale  # the PostgreSQL backend
 
-The machine is shared (2 cores, ~8 users): latencies are noisy; compare figures measured in one run.
+`--postgres FOLDER` starts a local server (pgserver) in FOLDER/pg-SIZE, bulk-loads the same synthetic chunks
+through `PgStore.bulk_load()` (HNSW and postings indexes built once at the end, timed apart), reports the database
+size, the same search figures, and keyword recall@10 against exact BM25 (every posting read); it stops the server.
+
+`--index` measures an index someone built (e.g. one built here with --keep and copied into PostgreSQL): the same
+queries, latency, RSS, and recall@10 of dense `retrieve()` against brute force over the index's stored vectors.
+The machine is shared (2 cores): latencies are noisy; compare figures measured in one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -34,6 +46,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "peru-qa" / "scale"
 sys.path.insert(0, str(ROOT / "src"))
 
 PER_DOC = 1000  # chunks per synthetic document (one transaction each)
@@ -44,24 +57,49 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def real_data(shared: Path, max_passages: int, max_queries: int) -> tuple[list[str], list[str]]:
-    """Real passages and real questions (shared corpora when present, else the shipped corpus)."""
-    passages: list[str] = []
+def real_data(shared: Path, max_passages: int, max_queries: int) -> tuple[list[str], list[str], list[str]]:
+    """Real passages (with their language) and real questions: all XQuAD paragraphs (es, en), SciFact to fill."""
+    passages: list[tuple[str, str]] = []
     queries: list[str] = []
-    for name in ("xquad_es", "scifact"):
-        folder = shared / "eval" / name
-        for corpus in sorted(folder.glob("corpus*.jsonl")):
-            passages += [f"{d.get('title', '')}\n{d['text']}".strip() for d in _jsonl(corpus)]
-        for questions in sorted(folder.glob("queries*.jsonl")):
-            queries += [q["text"] for q in _jsonl(questions)]
+    sources = [(shared / "eval" / "xquad_es" / "corpus.jsonl", "es"), (shared / "eval" / "xquad_es" / "corpus_en.jsonl",
+               "en"), (shared / "eval" / "scifact" / "corpus.jsonl", "en")]
+    for path, language in sources:
+        if path.exists():
+            rows = [f"{d.get('title', '')}\n{d['text']}".strip().lstrip("\ufeff") for d in _jsonl(path)]
+            random.Random(0).shuffle(rows)
+            passages += [(t, language) for t in rows[: max(0, max_passages - len(passages))]]
+    for path in (shared / "eval" / "xquad_es" / "queries.jsonl", shared / "eval" / "xquad_es" / "queries_en.jsonl",
+                 shared / "eval" / "scifact" / "queries.jsonl"):
+        if path.exists():
+            queries += [q["text"] for q in _jsonl(path)]
     if not passages:
         for path in sorted((ROOT / "documents").glob("*.md")):
-            passages += [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n") if len(p.strip()) > 200]
+            passages += [(p.strip(), "en") for p in path.read_text(encoding="utf-8").split("\n\n")
+                         if len(p.strip()) > 200]
         queries = [q["question"] for q in _jsonl(ROOT / "tests" / "gold" / "questions.jsonl")]
-    rng = random.Random(0)
-    rng.shuffle(passages)
-    rng.shuffle(queries)
-    return passages[:max_passages], queries[:max_queries]
+    random.Random(1).shuffle(queries)
+    return [p for p, _ in passages], [lang for _, lang in passages], [q.strip() for q in queries[:max_queries]]
+
+
+def embedded(passages: list[str], queries: list[str]) -> tuple[str, int, np.ndarray, np.ndarray, float]:
+    """(model, dim, passage vectors, query vectors, seconds) with the default model, cached on disk."""
+    from peru_qa.config import DEFAULT_MODEL
+
+    key = hashlib.sha256(json.dumps([DEFAULT_MODEL, passages, queries]).encode()).hexdigest()[:16]
+    cached = CACHE / f"{key}.npz"
+    if cached.exists():
+        data = np.load(cached)
+        return str(data["model"]), int(data["dim"]), data["base"], data["queries"], float(data["seconds"])
+    from peru_qa.embeddings import get_embedder
+
+    embedder = get_embedder()
+    started = time.perf_counter()
+    base = embedder.encode(passages)
+    qvecs = embedder.encode(queries, kind="query")
+    seconds = time.perf_counter() - started
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(cached, model=embedder.name, dim=embedder.dim, base=base, queries=qvecs, seconds=seconds)
+    return embedder.name, embedder.dim, base, qvecs, seconds
 
 
 class FixedQueries:
@@ -82,72 +120,139 @@ class FixedQueries:
         return [m.span() for m in re.finditer(r"\S+", text)]
 
 
-def synthetic(base: np.ndarray, texts: list[str], n: int, seed: int):
-    """Yield (texts, vectors) batches of PER_DOC synthetic chunks derived from the real ones."""
+def synthetic(base: np.ndarray, texts: list[str], languages: list[str], n: int, seed: int):
+    """Yield (language, texts, terms, vectors) per document of PER_DOC synthetic chunks derived from the real ones.
+    Terms are exactly what `ingest.chunk_rows` computes (keyword_tokens is word by word), from a per-word cache."""
+    from peru_qa.text import keyword_tokens
+
     rng = np.random.default_rng(seed)
     centred = base - base.mean(axis=0)
     # Noise with the real vectors' covariance: z @ components * singular values / sqrt(n)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
     scale = (s / np.sqrt(len(base)))[:, None] * vt
     words = [t.split() for t in texts]
-    for start in range(0, n, PER_DOC):
+    pools = {lang: np.flatnonzero(np.asarray(languages) == lang) for lang in sorted(set(languages))}
+    names = list(pools)
+    share = np.asarray([len(pools[lang]) for lang in names], dtype=float)
+    cache: dict[tuple[str, str], list[str]] = {}
+
+    def terms_of(ws: list[str], lang: str) -> list[str]:
+        out: list[str] = []
+        for w in ws:
+            got = cache.get((w, lang))
+            if got is None:
+                got = cache[(w, lang)] = keyword_tokens(w, lang)
+            out += got
+        return out
+
+    for d, start in enumerate(range(0, n, PER_DOC)):
         count = min(PER_DOC, n - start)
-        first = rng.integers(0, len(base), count)
-        second = rng.integers(0, len(base), count)
+        lang = names[rng.choice(len(names), p=share / share.sum())]
+        first = rng.choice(pools[lang], count)
+        second = rng.choice(pools[lang], count)
         w = rng.uniform(0.6, 0.9, (count, 1))
         noise = rng.standard_normal((count, len(s))) @ scale
         vectors = w * base[first] + (1 - w) * base[second] + NOISE * noise
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        out = []
+        title = f"Scale {d}"
+        head = keyword_tokens(title, lang)
+        out, terms = [], []
         for j, (a, b) in enumerate(zip(first, second)):
             kept = [x for x in words[a] if rng.random() > 0.2] or words[a]
             extra = [x for x in words[b] if rng.random() < 0.1]
-            out.append(" ".join(kept + extra) + f" s{start + j}")
-        yield out, vectors.astype(np.float32)
+            chunk = kept + extra + [f"s{start + j}"]
+            out.append(" ".join(chunk))
+            terms.append(head + terms_of(chunk, lang))
+        yield lang, out, terms, vectors.astype(np.float32)
 
 
-def build(path: Path, size: int, base: np.ndarray, texts: list[str], model: str, dim: int) -> dict:
+def all_synthetic_vectors(base, texts, languages, n: int) -> np.ndarray:
+    """The same vectors `build` stores for size n (same seed), without the texts' cost."""
+    return np.concatenate([v for *_, v in synthetic(base, texts, languages, n, seed=n)])
+
+
+def build(location: str | Path, size: int, base, texts, languages, model: str, dim: int) -> dict:
+    """Bulk load through the store's own API (one transaction of PER_DOC chunks per document). Embedded: the
+    derived indexes (FAISS + bm25s) are built once afterwards (`publish`). PostgreSQL: inside `bulk_load()`, which
+    drops the HNSW and postings indexes, and builds them once at its end (timed apart from the load)."""
+    from contextlib import nullcontext
+
     from peru_qa import KnowledgeBase
-    from peru_qa.ingest import chunk_rows
-    from peru_qa.store import DocumentRecord, _now
+    from peru_qa.store import ChunkRow, DocumentRecord, _now
 
-    class Chunk:  # what chunk_rows reads
-        def __init__(self, text: str):
-            self.page, self.section, self.start, self.end, self.text = 1, "", 0, len(text), text
+    kb = KnowledgeBase(location, embedder=FixedQueries(model, dim, {}))
+    bulk = getattr(kb.store, "bulk_load", None)
+    started = time.perf_counter()
+    with bulk() if bulk is not None else nullcontext({}) as timings:
+        with kb.store.transaction():
+            kb.store.set_meta("model", model)
+            kb.store.set_meta("dimension", str(dim))
+        for d, (language, chunk_texts, terms, vectors) in enumerate(synthetic(base, texts, languages, size,
+                                                                              seed=size)):
+            rows, offset = [], 0
+            for t, tm in zip(chunk_texts, terms):
+                rows.append(ChunkRow(1, "", offset, offset + len(t), t, tm))
+                offset += len(t) + 1
+            record = DocumentRecord(f"scale{d:07d}", f"scale:{d}", f"Scale {d}", language, f"h{d}", False, 1,
+                                    len(rows), None, None, _now(), "")
+            with kb.store.writer():
+                kb.store.write_document(record, [(1, "\n".join(chunk_texts), [], {})], rows, vectors)
+            if d % 100 == 99:
+                print(f"  {start_fmt(started)} {(d + 1) * PER_DOC} chunks stored", file=sys.stderr, flush=True)
+        stored = time.perf_counter() - started
+        print(f"  {start_fmt(started)} loaded; building indexes", file=sys.stderr, flush=True)
+    total = time.perf_counter() - started
+    kb.close()
+    out = {"store_seconds": round(stored, 1)}
+    if bulk is not None:
+        out.update(timings, index_build_seconds=round(total - stored, 1))
+    return out
+
+
+def start_fmt(started: float) -> str:
+    return f"{time.perf_counter() - started:7.0f}s"
+
+
+def publish(path: Path, model: str, dim: int) -> dict:
+    """Build the derived indexes once (bulk), in this process."""
+    from peru_qa import KnowledgeBase
 
     kb = KnowledgeBase(path, embedder=FixedQueries(model, dim, {}))
-    with kb.store.transaction():
-        kb.store.set_meta("model", model)
-        kb.store.set_meta("dimension", str(dim))
     started = time.perf_counter()
-    for d, (chunk_texts, vectors) in enumerate(synthetic(base, texts, size, seed=size)):
-        language = "es" if d % 2 else "en"
-        page = "\n".join(chunk_texts)
-        chunks, offset = [], 0
-        for t in chunk_texts:
-            c = Chunk(t)
-            c.start, c.end = offset, offset + len(t)
-            offset += len(t) + 1
-            chunks.append(c)
-        record = DocumentRecord(f"scale{d:07d}", f"scale:{d}", f"Scale {d}", language, f"h{d}", False, 1,
-                                len(chunks), None, None, _now(), "")
-        with kb.store.writer():
-            kb.store.write_document(record, [(1, page, [], {})], chunk_rows(record.title, language, chunks), vectors)
-    stored = time.perf_counter() - started
-    started = time.perf_counter()
-    kb.indexes.publish()  # bulk load: the derived indexes are built once, after loading
+    kb.indexes.publish()
     derived = time.perf_counter() - started
+    kind = type(kb.indexes.current().vectors.index).__name__
     kb.close()
+    return {"derived_seconds": round(derived, 1), "faiss_index": kind}
+
+
+def disk(path: Path) -> dict:
     size_bytes = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return {"store_seconds": round(stored, 1), "derived_seconds": round(derived, 1),
-            "size_mb": round(size_bytes / 2**20, 1),
-            "sqlite_mb": round((path / "peru_qa.sqlite").stat().st_size / 2**20, 1)}
+    derived = sum(p.stat().st_size for p in (path / "derived").rglob("*") if p.is_file())
+    faiss_bytes = sum(p.stat().st_size for p in (path / "derived").rglob("vectors.faiss"))
+    sqlite = (path / "peru_qa.sqlite").stat().st_size
+    return {"size_mb": round(size_bytes / 2**20, 1), "sqlite_mb": round(sqlite / 2**20, 1),
+            "derived_mb": round(derived / 2**20, 1), "faiss_mb": round(faiss_bytes / 2**20, 1)}
 
 
-SEARCHER = """
-import json, sys, time
+def pg_disk(url: str) -> dict:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        db = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        rel = dict(conn.execute(
+            "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c WHERE c.relname IN "
+            "('chunks', 'chunk_terms', 'chunks_embedding_hnsw', 'chunk_terms_impact', 'chunk_terms_pkey', "
+            "'chunk_terms_chunk', 'term_df')").fetchall())
+    return {"database_mb": round(db / 2**20, 1), **{f"{k}_mb": round(v / 2**20, 1) for k, v in sorted(rel.items())}}
+
+
+SEARCHER = r"""
+import dataclasses, json, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[3])
+import faiss
+faiss.omp_set_num_threads(1)
 from scale import FixedQueries
 from peru_qa import KnowledgeBase
 data = json.load(open(sys.argv[2]))
@@ -156,90 +261,178 @@ def status(key):  # VmHWM: peak RSS of this program (ru_maxrss would carry the p
     for line in open("/proc/self/status"):
         if line.startswith(key + ":"):
             return round(int(line.split()[1]) / 1024, 1)
-before = status("VmRSS")
+out = {"rss_start_mb": status("VmRSS")}
+if data["with_model"]:  # the real model, loaded as the app does, so RSS counts it (queries still use the cache)
+    from peru_qa.embeddings import get_embedder
+    model = get_embedder()
+    model.encode([data["queries"][0]], kind="query")
+    out["rss_with_model_mb"] = status("VmRSS")
 started = time.perf_counter()
 kb = KnowledgeBase(sys.argv[1], embedder=FixedQueries(data["model"], data["dim"], vectors))
-kb.indexes.current()
-open_s = time.perf_counter() - started
 kb.retrieve(data["queries"][0], k=10)
-out = {"open_seconds": round(open_s, 2)}
+out["open_seconds"] = round(time.perf_counter() - started, 2)
+out["rss_open_mb"] = status("VmRSS")
+results = {}
 for mode in ("hybrid", "dense", "keyword"):
-    samples = []
+    samples, results[mode] = [], []
     for q in data["queries"]:
         t = time.perf_counter()
-        kb.retrieve(q, k=10, mode=mode)
+        found = kb.retrieve(q, k=10, mode=mode)
         samples.append(1000 * (time.perf_counter() - t))
+        results[mode].append([p.chunk_id for p in found])
     out[mode] = {"p50_ms": round(float(np.percentile(samples, 50)), 1),
                  "p95_ms": round(float(np.percentile(samples, 95)), 1)}
-out["rss_mb"] = status("VmHWM")
-out["rss_before_open_mb"] = before
+out["rss_peak_mb"] = status("VmHWM")
+out["rss_end_mb"] = status("VmRSS")
+# Recall@10 against exact search (after the memory figures: this loads every stored vector once more).
+try:
+    dim = data["dim"]
+    ids, matrix = kb.store.all_vectors(dim)
+except Exception as exc:  # a backend without the embedded store's bulk reader
+    out["recall"] = f"not measured: {exc}"
+else:
+    qm = np.stack([vectors[q] for q in data["queries"]])
+    truth = [set(ids[np.argpartition(-s, 10)[:10]].tolist()) for s in qm @ matrix.T] if len(ids) > 10 else None
+    out["dense_recall@10"] = round(float(np.mean([len(t & set(r)) / 10 for t, r in zip(truth, results["dense"])])), 4)
+    indexes = getattr(kb, "indexes", None)
+    if indexes is not None:  # embedded: the same hybrid retrieve() with an exact FAISS index in place
+        from peru_qa.retrieval import search
+        from peru_qa.vectors import VectorIndex
+        exact = VectorIndex(dim, faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
+        exact.add(ids, matrix)
+        del matrix
+        derived = dataclasses.replace(indexes.current(), vectors=exact)
+        hits = []
+        for q, got in zip(data["queries"], results["hybrid"]):
+            want = [p.chunk_id for p in search(q, 10, "hybrid", derived, kb.store, kb.embedder, None, kb.fusion)]
+            hits.append(len(set(want) & set(got)) / max(1, len(want)))
+        out["hybrid_recall@10"] = round(float(np.mean(hits)), 4)
+# keyword top-10 against exact BM25 (every posting read), 20 queries
+if sys.argv[1].startswith("postgres") and data["exact_bm25"]:
+    from peru_qa.pgstore import PgKeyword
+    PgKeyword.POSTINGS = 10**12
+    hits, lat = [], []
+    for q, got in list(zip(data["queries"], results["keyword"]))[:20]:
+        t = time.perf_counter()
+        want = [p.chunk_id for p in kb.retrieve(q, k=10, mode="keyword")]
+        lat.append(1000 * (time.perf_counter() - t))
+        hits.append(len(set(want) & set(got)) / max(1, len(want)))
+    out["keyword_recall@10_vs_exact_bm25"] = round(float(np.mean(hits)), 4)
+    out["keyword_exact_bm25"] = {"p50_ms": round(float(np.percentile(lat, 50)), 1),
+                                 "p95_ms": round(float(np.percentile(lat, 95)), 1)}
 print(json.dumps(out))
 """
 
 
-def measure_search(path: Path, queries: list[str], qvecs: np.ndarray, model: str, dim: int) -> dict:
-    """retrieve() latency and peak RSS in a fresh process that opens the index (nothing cached from the build)."""
+def measure_search(location: str, queries: list[str], qvecs: np.ndarray, model: str, dim: int,
+                   with_model: bool, exact_bm25: bool = True) -> dict:
+    """retrieve() latency, RSS and recall in a fresh process that opens the index (nothing cached from the build)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        json.dump({"queries": queries, "vectors": qvecs.tolist(), "model": model, "dim": dim}, fh)
+        json.dump({"queries": queries, "vectors": qvecs.tolist(), "model": model, "dim": dim,
+                   "with_model": with_model, "exact_bm25": exact_bm25}, fh)
     try:
-        run = subprocess.run([sys.executable, "-c", SEARCHER, str(path), fh.name, str(Path(__file__).parent)],
-                             capture_output=True, text=True, check=True,
-                             env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+        run = subprocess.run([sys.executable, "-c", SEARCHER, location, fh.name, str(Path(__file__).parent)],
+                             capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
     finally:
         os.unlink(fh.name)
+    if run.returncode:
+        raise RuntimeError(run.stderr[-3000:])
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def ann_candidates(path: Path, qvecs: np.ndarray, dim: int) -> dict:
-    """Dense top-10 of approximate FAISS indexes against the exact one: recall@10, p50/p95, build time, size."""
+def ann_study(matrix: np.ndarray, qvecs: np.ndarray, hnsw: bool) -> dict:
+    """Dense top-10 of approximate FAISS indexes against exact search (single thread): recall@10, p50/p95,
+    build time, bytes in memory. One trained coarse quantizer (4·√n lists, as vectors.py) serves every IVF kind."""
     import faiss
 
-    from peru_qa.store import Store
-
     faiss.omp_set_num_threads(1)
-    store = Store(path, create=False)
-    ids, matrix = store.all_vectors(dim)
-    store.close()
-    n = len(ids)
+    n, dim = matrix.shape
+    truth = [set(np.argpartition(-s, 10)[:10].tolist()) for s in qvecs @ matrix.T]
+    out: dict[str, dict] = {"exact": {"recall@10": 1.0, "mb": round(matrix.nbytes / 2**20, 1)}}
+    lat = []
     flat = faiss.IndexFlatIP(dim)
     flat.add(matrix)
-    exact_ms, exact = [], []
-    for q in qvecs:
+    for q in qvecs[:50]:
         t = time.perf_counter()
-        _, found = flat.search(q[None, :], 10)
-        exact_ms.append(1000 * (time.perf_counter() - t))
-        exact.append(set(found[0].tolist()))
-    out = {"flat": {"recall@10": 1.0, "p50_ms": round(float(np.percentile(exact_ms, 50)), 2),
-                    "p95_ms": round(float(np.percentile(exact_ms, 95)), 2),
-                    "bytes_per_vector": dim * 4}}
+        flat.search(q[None, :], 10)
+        lat.append(1000 * (time.perf_counter() - t))
+    out["exact"].update(p50_ms=round(float(np.percentile(lat, 50)), 2), p95_ms=round(float(np.percentile(lat, 95)), 2))
     del flat
 
-    def score(index, label: str, build_s: float, params: list[tuple[str, int]]) -> None:
-        for param, value in params:
+    def score(index, label: str, build_s: float, nprobes: list[int], param: str = "nprobe") -> None:
+        mb = round(len(faiss.serialize_index(index)) / 2**20, 1)
+        for value in nprobes:
             faiss.ParameterSpace().set_index_parameter(index, param, value)
             lat, hits = [], 0
-            for q, truth in zip(qvecs, exact):
+            for q, want in zip(qvecs, truth):
                 t = time.perf_counter()
                 _, found = index.search(q[None, :], 10)
                 lat.append(1000 * (time.perf_counter() - t))
-                hits += len(truth & set(found[0].tolist()))
-            out[f"{label} {param}={value}"] = {
-                "recall@10": round(hits / (10 * len(qvecs)), 4), "p50_ms": round(float(np.percentile(lat, 50)), 2),
-                "p95_ms": round(float(np.percentile(lat, 95)), 2), "build_seconds": round(build_s, 1)}
+                hits += len(want & set(found[0].tolist()))
+            row = {"recall@10": round(hits / (10 * len(qvecs)), 4), "p50_ms": round(float(np.percentile(lat, 50)), 2),
+                   "p95_ms": round(float(np.percentile(lat, 95)), 2), "build_seconds": round(build_s, 1), "mb": mb}
+            out[f"{label} {param}={value}"] = row
+            print(f"  {label} {param}={value}: {row}", file=sys.stderr, flush=True)
 
+    nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))
+    sample = matrix[np.sort(np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False))]
+    probes = [p for p in (16, 32, 64, 100, 160) if p <= nlist]
     started = time.perf_counter()
-    hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-    hnsw.hnsw.efConstruction = 40
-    hnsw.add(matrix)
-    score(hnsw, "HNSW32", time.perf_counter() - started, [("efSearch", 32), ("efSearch", 64), ("efSearch", 128)])
-    del hnsw
-    nlist = int(4 * np.sqrt(n))
-    started = time.perf_counter()
-    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    ivf.train(matrix[np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False)])
-    ivf.add(matrix)
-    score(ivf, f"IVF{nlist}", time.perf_counter() - started, [("nprobe", 8), ("nprobe", 16), ("nprobe", 32)])
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.train(sample)
+    train_s = time.perf_counter() - started
+    out["ivf_train_seconds"] = {"nlist": nlist, "seconds": round(train_s, 1)}
+    centroids = quantizer.reconstruct_n(0, nlist)
+    for label, factory in ((f"IVF{nlist},Flat", None), (f"IVF{nlist},SQ8", "SQ8"), (f"IVF{nlist},PQ48", "PQ48"),
+                           (f"IVF{nlist},PQ96", "PQ96")):
+        started = time.perf_counter()
+        if factory is None:
+            index = ivf
+        else:
+            q2 = faiss.IndexFlatIP(dim)
+            q2.add(centroids)
+            if factory == "SQ8":
+                index = faiss.IndexIVFScalarQuantizer(q2, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                                      faiss.METRIC_INNER_PRODUCT)
+            else:
+                index = faiss.IndexIVFPQ(q2, dim, nlist, int(factory[2:]), 8, faiss.METRIC_INNER_PRODUCT)
+            index.train(sample[: 64 * 256] if factory != "SQ8" else sample)  # the coarse quantizer is already trained
+        index.add(matrix)
+        score(index, label, train_s + time.perf_counter() - started, probes)
+        del index
+    ivf = None
+    if hnsw:
+        started = time.perf_counter()
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 40
+        index.add(matrix)
+        score(index, "HNSW32,Flat", time.perf_counter() - started, [64, 128, 256], param="efSearch")
     return out
+
+
+def run_postgres(folder: Path, size: int, base, passages, languages, model: str, dim: int, queries, qvecs,
+                 with_model: bool, exact_bm25: bool = True) -> dict:
+    """Start a local server in `folder`, bulk-load `size` chunks unless already there, measure, stop it."""
+    from peru_qa import pgserver
+    from peru_qa.pgstore import PgStore
+
+    server = pgserver.start(folder)
+    entry: dict = {"backend": "postgresql"}
+    try:
+        store = PgStore(server.url)
+        have = store.chunk_count()
+        store.close()
+        if have < size:
+            print(f"building {size} chunks in PostgreSQL ({folder}) ...", file=sys.stderr, flush=True)
+            entry.update(build(server.url, size, base, passages, languages, model, dim))
+        entry.update(pg_disk(server.url))
+        print(f"  {entry}", file=sys.stderr, flush=True)
+        entry.update(measure_search(server.url, queries, qvecs, model, dim, with_model, exact_bm25))
+        print(json.dumps(entry, indent=1), file=sys.stderr, flush=True)
+    finally:
+        pgserver.stop(folder)
+    return entry
 
 
 def main() -> None:
@@ -248,38 +441,54 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--passages", type=int, default=3000, help="real passages embedded as the base set")
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder (eval/ corpora)")
-    parser.add_argument("--keep", type=Path, help="build the indexes under this folder and keep them")
+    parser.add_argument("--keep", type=Path, help="build the indexes under this folder and keep them (ix-SIZE)")
+    parser.add_argument("--index", help="measure this existing index (folder or postgresql:// URL); no build")
+    parser.add_argument("--ann", action="store_true", help="also run the FAISS index study on each size")
+    parser.add_argument("--ann-only", action="store_true", help="only the FAISS index study (no index built)")
+    parser.add_argument("--hnsw", action="store_true", help="include HNSW in the study (slow to build)")
+    parser.add_argument("--store-only", action="store_true", help="stop after the bulk load (publish later)")
+    parser.add_argument("--no-model", action="store_true", help="do not load the model in the serving process")
+    parser.add_argument("--postgres", type=Path, help="build into a local PostgreSQL started in FOLDER/pg-SIZE "
+                        "(pgserver; stopped at the end) instead of an index folder")
+    parser.add_argument("--no-exact-bm25", action="store_true", help="PostgreSQL: skip the comparison with exact "
+                        "BM25 (seconds per query at 1M chunks)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    from peru_qa.embeddings import get_embedder
-
-    passages, queries = real_data(args.shared, args.passages, args.queries)
-    embedder = get_embedder()
-    started = time.perf_counter()
-    base = embedder.encode(passages)
-    qvecs = embedder.encode(queries, kind="query")
-    embed_s = time.perf_counter() - started
-    queries = [q.strip() for q in queries]
-    model, dim = embedder.name, embedder.dim
-    del embedder
+    passages, languages, queries = real_data(args.shared, args.passages, args.queries)
+    model, dim, base, qvecs, embed_s = embedded(passages, queries)
     top1 = (qvecs @ base.T).max(axis=1)
-    results = {"model": model, "real_passages": len(passages), "queries": len(queries),
-               "embed_seconds": round(embed_s, 1), "query_top1_cosine_real": round(float(np.median(top1)), 3),
-               "machine": f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start", "sizes": {}}
-    root = args.keep or Path(tempfile.mkdtemp(prefix="peru-qa-scale-"))
-    for size in args.sizes:
+    results: dict = {"model": model, "real_passages": len(passages),
+                     "passages_es": languages.count("es"), "queries": len(queries),
+                     "embed_seconds": round(embed_s, 1), "query_top1_cosine_real": round(float(np.median(top1)), 3),
+                     "machine": f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start", "sizes": {}}
+    if args.index:
+        results["index"] = args.index
+        results["search"] = measure_search(args.index, queries, qvecs, model, dim, not args.no_model)
+    for size in [] if args.index else args.sizes:
+        entry: dict = {"vectors_mb": round(size * dim * 4 / 2**20, 1)}
+        results["sizes"][size] = entry
+        if args.ann or args.ann_only:
+            print(f"FAISS study at {size} ...", file=sys.stderr, flush=True)
+            entry["dense_ann"] = ann_study(all_synthetic_vectors(base, passages, languages, size), qvecs, args.hnsw)
+        if args.ann_only:
+            continue
+        if args.postgres:
+            entry.update(run_postgres(args.postgres / f"pg-{size}", size, base, passages, languages, model, dim,
+                                      queries, qvecs, not args.no_model, not args.no_exact_bm25))
+            continue
+        root = args.keep or Path(tempfile.mkdtemp(prefix="peru-qa-scale-"))
         path = root / f"ix-{size}"
-        print(f"building {size} chunks in {path} ...", file=sys.stderr, flush=True)
-        built = build(path, size, base, passages, model, dim)
-        print(f"  {built}", file=sys.stderr, flush=True)
-        searched = measure_search(path, queries, qvecs, model, dim)
-        print(f"  {searched}", file=sys.stderr, flush=True)
-        ann = ann_candidates(path, qvecs, dim)
-        vectors_mb = size * dim * 4 / 2**20
-        results["sizes"][size] = {**built, **searched, "vectors_mb": round(vectors_mb, 1),
-                                  "rss_over_vectors": round(searched["rss_mb"] / vectors_mb, 2), "dense_ann": ann}
-        print(json.dumps(results["sizes"][size], indent=1), file=sys.stderr, flush=True)
+        if not (path / "peru_qa.sqlite").exists():
+            print(f"building {size} chunks in {path} ...", file=sys.stderr, flush=True)
+            entry.update(build(path, size, base, passages, languages, model, dim))
+        if args.store_only:
+            continue
+        entry.update(publish(path, model, dim))
+        entry.update(disk(path))
+        print(f"  {entry}", file=sys.stderr, flush=True)
+        entry.update(measure_search(str(path), queries, qvecs, model, dim, not args.no_model))
+        print(json.dumps(entry, indent=1), file=sys.stderr, flush=True)
         if not args.keep:
             import shutil
 

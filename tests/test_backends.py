@@ -167,8 +167,8 @@ def test_pgvector_holds_the_vectors(pg_url, docs, embedder):
 
 
 def test_numbered_migrations_bring_an_old_database_up(pg_url, docs, embedder):
-    """A database left at schema v1 (no totals, no originals table) is migrated on open to the current version;
-    nothing is lost, search still works."""
+    """A database left at schema v1 (no totals, no term_df, no impacts, no originals) is migrated on open to the
+    current version; nothing is lost, search still works."""
     import psycopg
 
     with KnowledgeBase(pg_url, embedder=embedder) as kb:
@@ -177,12 +177,16 @@ def test_numbered_migrations_bring_an_old_database_up(pg_url, docs, embedder):
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("DROP TABLE totals")
         conn.execute("DROP TABLE originals")
+        conn.execute("DROP TABLE term_df")
+        conn.execute("ALTER TABLE chunk_terms DROP COLUMN impact")  # drops its index too
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     with KnowledgeBase(pg_url, embedder=embedder) as kb:
         assert [p.chunk_id for p in kb.retrieve("mercury rivers", k=5, mode="keyword")] == before
         assert not kb.check(repair=False).problems
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+        from peru_qa.pgstore import MIGRATIONS
+
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(len(MIGRATIONS))
         assert conn.execute("SELECT count(*) FROM originals").fetchone()[0] == 0  # created empty
 
 
@@ -197,6 +201,54 @@ def test_keyword_scores_match_bm25s(tmp_path, pg_url, docs, embedder):
             b = shared.retrieve(query, k=5, mode="keyword")
             assert [p.text for p in a] == [p.text for p in b]
             assert np.allclose([p.keyword_score for p in a], [p.keyword_score for p in b], rtol=1e-4)
+
+
+def test_bulk_load_builds_the_indexes_once_and_ranks_alike(tmp_path, pg_url, docs, embedder):
+    """A copy into an empty database goes through `bulk_load` (indexes dropped, rebuilt at the end): the same
+    indexes exist afterwards and keyword search ranks as bm25s does."""
+    import psycopg
+
+    src = tmp_path / "src"
+    with KnowledgeBase(src, embedder=embedder) as kb:
+        kb.add(docs)
+        want = [(p.text, round(p.keyword_score, 4)) for p in kb.retrieve("mercury rivers fish", k=5, mode="keyword")]
+    assert main(["copy", str(src), pg_url]) == 0
+    with psycopg.connect(pg_url) as conn:
+        names = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename IN "
+                                            "('chunks', 'chunk_terms')")}
+        constraints = {r[0] for r in conn.execute("SELECT conname FROM pg_constraint WHERE conrelid = "
+                                                  "'chunk_terms'::regclass")}
+        dfs = conn.execute("SELECT count(*) FROM term_df d WHERE df != (SELECT count(*) FROM chunk_terms t "
+                           "WHERE t.term = d.term)").fetchone()[0]
+    assert {"chunks_embedding_hnsw", "chunk_terms_pkey", "chunk_terms_chunk", "chunk_terms_impact"} <= names
+    assert {"chunk_terms_pkey", "chunk_terms_chunk_id_fkey"} <= constraints and dfs == 0
+    with KnowledgeBase(pg_url, embedder=embedder) as kb:
+        got = [(p.text, round(p.keyword_score, 4)) for p in kb.retrieve("mercury rivers fish", k=5, mode="keyword")]
+        assert [t for t, _ in got] == [t for t, _ in want]
+        assert np.allclose([s for _, s in got], [s for _, s in want], rtol=1e-3)
+        doc = kb.documents()[0]
+        kb.remove(doc.id)
+    with psycopg.connect(pg_url) as conn:  # removing a document takes its terms off the document frequencies
+        assert conn.execute("SELECT count(*) FROM term_df d WHERE df != (SELECT count(*) FROM chunk_terms t "
+                            "WHERE t.term = d.term)").fetchone()[0] == 0
+
+
+def test_keyword_past_the_exact_limit_rescores_exactly(pg_url, docs, embedder, monkeypatch):
+    """When a query term is in more chunks than `POSTINGS`, only its best postings are read; the chunks found
+    still get their exact BM25 score, and the best one is found."""
+    from peru_qa.pgstore import PgKeyword
+    from peru_qa.retrieval import query_tokens
+
+    with KnowledgeBase(pg_url, embedder=embedder) as kb:
+        kb.add(docs)
+        exact = kb.retrieve("mercury rivers fish", k=3, mode="keyword")
+        assert kb.indexes.current().keyword.scores(query_tokens("mercury rivers fish")).max_df > 1  # path taken
+        monkeypatch.setattr(PgKeyword, "POSTINGS", 1)
+        monkeypatch.setattr(PgKeyword, "RESCORE", 1)
+        approx = kb.retrieve("mercury rivers fish", k=3, mode="keyword")
+    assert approx and approx[0].chunk_id == exact[0].chunk_id
+    scores = {p.chunk_id: p.keyword_score for p in exact}
+    assert all(abs(p.keyword_score - scores[p.chunk_id]) < 1e-4 for p in approx if p.chunk_id in scores)
 
 
 def test_copy_embedded_to_postgres_and_back(tmp_path, pg_url, docs, embedder, capsys):

@@ -74,10 +74,13 @@ class KeywordIndex:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         if allowed is not None:
             scores = np.where(np.isin(self.chunk_ids, allowed), scores, 0.0)
-        k = min(k, int(np.count_nonzero(scores > 0)))
+        # Select among the chunks that hold a query term only: at 1M chunks a partition of the whole score array
+        # was 40% of a hybrid retrieve (benchmarks/RESULTS.md "Scale").
+        positive = np.flatnonzero(scores > 0)
+        k = min(k, len(positive))
         if k == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        top = np.argpartition(-scores, k - 1)[:k]
+        top = positive[np.argpartition(-scores[positive], k - 1)[:k]] if k < len(positive) else positive
         top = top[np.argsort(-scores[top], kind="stable")]
         return self.chunk_ids[top], scores[top].astype(np.float32)
 
@@ -94,5 +97,8 @@ class KeywordIndex:
         if len(chunk_ids) == 0:
             return cls(chunk_ids, None)
         logging.getLogger("bm25s").setLevel(logging.ERROR)
-        retriever = bm25s.BM25.load(str(folder), show_progress=False, verbosity=0)
+        # Memory-mapped: the score arrays (~300 MB at 1M chunks) stay in the page cache, shared between processes,
+        # and only the postings a query reads become resident (benchmarks/RESULTS.md "Scale"). A newer generation
+        # is written to a new folder, so a mapped file is never rewritten under a reader.
+        retriever = bm25s.BM25.load(str(folder), show_progress=False, verbosity=0, mmap=True)
         return cls(chunk_ids, retriever)

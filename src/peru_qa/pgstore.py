@@ -16,6 +16,7 @@ cache) goes to a local cache folder named after the database's index id."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -37,7 +38,7 @@ from .store import ChunkRow, DocumentRecord, _now, lock_timeout
 if TYPE_CHECKING:
     from .retrieval import Filters
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: advisory lock keys (arbitrary, fixed): schema migration, and the one-writer-commits-at-a-time lock
 _MIGRATE_KEY = 7_451_015_001
 _WRITER_KEY = 7_451_015_002
@@ -101,7 +102,21 @@ MIGRATIONS: list[str] = [
                          terms BIGINT NOT NULL);
     INSERT INTO totals(one, chunks, terms) SELECT true, count(*), COALESCE(sum(n_terms), 0) FROM chunks;
     """,
-    # 3: the indexed files themselves, by content, so that every chat server of the team can show a cited page as
+    # 3: keyword search that stays fast at a million chunks (benchmarks/RESULTS.md "Scale"): each term's document
+    # frequency kept by every write (no count over its postings per search), and each posting's BM25 term-frequency
+    # part ("impact", with the collection's average length when it was written) indexed per term, so a frequent
+    # term's best postings are read first instead of all of them.
+    f"""
+    CREATE TABLE term_df (term TEXT PRIMARY KEY, df BIGINT NOT NULL);
+    INSERT INTO term_df(term, df) SELECT term, count(*) FROM chunk_terms GROUP BY term;
+    ALTER TABLE chunk_terms ADD COLUMN impact REAL;
+    UPDATE chunk_terms t SET impact = t.tf / (t.tf + {BM25_PARAMS["k1"]} * (1 - {BM25_PARAMS["b"]} + {BM25_PARAMS["b"]}
+        * c.n_terms / GREATEST(s.terms::float8 / GREATEST(s.chunks, 1), 1)))
+        FROM chunks c, totals s WHERE c.id = t.chunk_id;
+    ALTER TABLE chunk_terms ALTER COLUMN impact SET NOT NULL;
+    CREATE INDEX chunk_terms_impact ON chunk_terms(term, impact DESC) INCLUDE (chunk_id);
+    """,
+    # 4: the indexed files themselves, by content, so that every chat server of the team can show a cited page as
     # an image and offer the file, whichever machine added it.
     """
     CREATE TABLE originals (content_hash TEXT PRIMARY KEY, name TEXT NOT NULL, data BYTEA NOT NULL);
@@ -133,7 +148,8 @@ def _vector_text(v: np.ndarray) -> str:
 
 
 def _parse_vector(text: str) -> np.ndarray:
-    return np.array(text[1:-1].split(","), dtype=np.float32)
+    # parsed in C (a list of 384 Python strings per vector was 17 ms of a hybrid retrieve at 1M chunks)
+    return np.fromstring(text[1:-1], dtype=np.float32, sep=",")
 
 
 @dataclass
@@ -270,6 +286,60 @@ class PgStore:
                 except self._psycopg.Error:
                     pass  # the connection died: the server dropped the lock with it
 
+    @contextmanager
+    def bulk_load(self) -> Iterator[dict]:
+        """Many documents at once (a copy into an empty database, the scale benchmark): the writer lock is held
+        throughout, the vector index and the postings' indexes and foreign key are dropped, rows go in by COPY
+        without waiting for each commit to reach the disk, and the indexes are built once at the end with a large
+        `maintenance_work_mem` (PERU_QA_PG_BUILD_MEM, default 4GB) and parallel workers — an HNSW index built row
+        by row is many times slower. Searches meanwhile are slow, not wrong. Yields a dict that gets the build's
+        timings."""
+        timings: dict = {}
+        with self.writer(), self._pinned() as conn:
+            with conn.transaction():
+                for sql in ("DROP INDEX IF EXISTS chunks_embedding_hnsw", "DROP INDEX IF EXISTS chunk_terms_impact",
+                            "DROP INDEX IF EXISTS chunk_terms_chunk",
+                            "ALTER TABLE chunk_terms DROP CONSTRAINT IF EXISTS chunk_terms_chunk_id_fkey",
+                            "ALTER TABLE chunk_terms DROP CONSTRAINT IF EXISTS chunk_terms_pkey"):
+                    conn.execute(sql)
+            conn.execute("SET synchronous_commit = off")
+            self._local.bulk = True
+            try:
+                yield timings
+            finally:
+                self._local.bulk = False
+                conn.execute("RESET synchronous_commit")
+                self._build_indexes(conn, timings)
+
+    def _build_indexes(self, conn, timings: dict) -> None:
+        conn.execute("SELECT set_config('maintenance_work_mem', %s, false)",
+                     (os.environ.get("PERU_QA_PG_BUILD_MEM", "4GB"),))
+        conn.execute("SELECT set_config('max_parallel_maintenance_workers', %s, false)",
+                     (str(max(0, (os.cpu_count() or 1) - 1)),))
+        try:
+            started = time.perf_counter()
+            with conn.transaction():
+                conn.execute("ALTER TABLE chunk_terms ADD CONSTRAINT chunk_terms_pkey PRIMARY KEY (term, chunk_id)")
+                conn.execute("CREATE INDEX chunk_terms_chunk ON chunk_terms(chunk_id)")
+                conn.execute("CREATE INDEX chunk_terms_impact ON chunk_terms(term, impact DESC) INCLUDE (chunk_id)")
+                conn.execute("ALTER TABLE chunk_terms ADD CONSTRAINT chunk_terms_chunk_id_fkey FOREIGN KEY (chunk_id) "
+                             "REFERENCES chunks(id) ON DELETE CASCADE")
+            timings["keyword_index_seconds"] = round(time.perf_counter() - started, 1)
+            started = time.perf_counter()
+            dim = int(self.meta("dimension") or 0)
+            typed = conn.execute("SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE "
+                                 "attrelid = 'chunks'::regclass AND attname = 'embedding'").fetchone()["t"]
+            if dim and typed == f"vector({dim})":
+                conn.execute("CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks "
+                             "USING hnsw (embedding vector_cosine_ops)")
+            timings["vector_index_seconds"] = round(time.perf_counter() - started, 1)
+            started = time.perf_counter()
+            conn.execute("VACUUM ANALYZE chunks, chunk_terms, term_df")  # index-only scans need the visibility map
+            timings["vacuum_seconds"] = round(time.perf_counter() - started, 1)
+        finally:
+            conn.execute("RESET maintenance_work_mem")
+            conn.execute("RESET max_parallel_maintenance_workers")
+
     def try_lock(self) -> bool:
         return True  # nothing to publish on this backend (see PgIndexes)
 
@@ -301,7 +371,8 @@ class PgStore:
             conn.execute("ALTER TABLE chunks ALTER COLUMN embedding TYPE vector")  # re-embedding: typed later
             return
         conn.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dim})")
-        conn.execute("CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)")
+        if not getattr(self._local, "bulk", False):  # a bulk load builds it at its end
+            conn.execute("CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)")
 
     @property
     def generation(self) -> int:
@@ -380,20 +451,33 @@ class PgStore:
         return ids
 
     def _insert_chunks(self, cur, doc_id: str, chunks: list[ChunkRow], vectors: np.ndarray) -> list[int]:
-        cur.executemany(
-            'INSERT INTO chunks(doc_id, page, section, start, "end", text, terms, n_terms, embedding) '
-            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s::vector) RETURNING id",
-            [(doc_id, c.page, c.section, c.start, c.end, c.text, " ".join(c.terms), len(c.terms),
-              _vector_text(vectors[i])) for i, c in enumerate(chunks)], returning=True)
-        ids: list[int] = []
-        while True:
-            ids.append(cur.fetchone()["id"])
-            if not cur.nextset():
-                break
-        with cur.copy("COPY chunk_terms (term, chunk_id, tf) FROM STDIN") as copy:
+        """Chunks and their postings by COPY (ids drawn from the sequence first), and the terms' document
+        frequencies; a posting's impact uses the average chunk length with this document counted."""
+        if not chunks:
+            return []
+        ids = [r["id"] for r in cur.execute("SELECT nextval('chunks_id_seq') AS id FROM generate_series(1, %s)",
+                                            (len(chunks),)).fetchall()]
+        with cur.copy('COPY chunks(id, doc_id, page, section, start, "end", text, terms, n_terms, embedding) '
+                      "FROM STDIN") as copy:
+            for cid, c, v in zip(ids, chunks, vectors):
+                copy.write_row((cid, doc_id, c.page, c.section, c.start, c.end, c.text, " ".join(c.terms),
+                                len(c.terms), _vector_text(v)))
+        total = cur.execute("SELECT chunks, terms FROM totals").fetchone()
+        avgdl = max(1.0, (total["terms"] + sum(len(c.terms) for c in chunks)) / (total["chunks"] + len(chunks)))
+        k1, b = BM25_PARAMS["k1"], BM25_PARAMS["b"]
+        df: Counter[str] = Counter()
+        with cur.copy("COPY chunk_terms (term, chunk_id, tf, impact) FROM STDIN") as copy:
             for cid, c in zip(ids, chunks):
-                for term, tf in Counter(c.terms).items():
-                    copy.write_row((term, cid, tf))
+                norm = k1 * (1 - b + b * len(c.terms) / avgdl)
+                counts = Counter(c.terms)
+                df.update(counts.keys())
+                for term, tf in counts.items():
+                    copy.write_row((term, cid, tf, tf / (tf + norm)))
+        if df:  # in term order: concurrent writers lock the same rows in the same order
+            terms = sorted(df)
+            cur.execute("INSERT INTO term_df(term, df) SELECT * FROM unnest(%s::text[], %s::bigint[]) "
+                        "ON CONFLICT (term) DO UPDATE SET df = term_df.df + EXCLUDED.df",
+                        (terms, [df[t] for t in terms]))
         return ids
 
     def update_source(self, doc_id: str, source: str, file_size: int | None, file_mtime: float | None) -> None:
@@ -418,6 +502,14 @@ class PgStore:
         conn.execute("UPDATE totals SET chunks = totals.chunks - s.n, terms = totals.terms - s.t FROM "
                      "(SELECT count(*) AS n, COALESCE(sum(n_terms), 0) AS t FROM chunks WHERE doc_id = ANY(%s)) s",
                      (doc_ids,))
+        terms = conn.execute("SELECT t.term, count(*) AS n FROM chunk_terms t JOIN chunks c ON c.id = t.chunk_id "
+                             "WHERE c.doc_id = ANY(%s) GROUP BY t.term ORDER BY t.term", (doc_ids,)).fetchall()
+        if terms:
+            rows = [(r["term"], r["n"]) for r in terms]
+            names = [t for t, _ in rows]
+            conn.execute("UPDATE term_df SET df = term_df.df - g.n FROM unnest(%s::text[], %s::bigint[]) AS g(term, n) "
+                         "WHERE term_df.term = g.term", (names, [n for _, n in rows]))
+            conn.execute("DELETE FROM term_df WHERE term = ANY(%s) AND df <= 0", (names,))
         conn.execute("DELETE FROM documents WHERE id = ANY(%s)", (doc_ids,))
         conn.execute("DELETE FROM originals o WHERE NOT EXISTS "
                      "(SELECT 1 FROM documents d WHERE d.content_hash = o.content_hash)")
@@ -622,8 +714,11 @@ class PgVectors:
             where = "WHERE id = ANY(%s)"
             args.append([int(i) for i in allowed])
         with self.store.transaction() as conn:
-            # ef_search bounds what HNSW returns (default 40): at least the candidates asked for, with margin.
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(1000, max(2 * k, 200))),))
+            # ef_search bounds what HNSW returns (default 40): at least the candidates asked for, with margin;
+            # 400 by default (PERU_QA_PG_EF_SEARCH): at 1M chunks recall@10 was 0.78 at 200, 0.92 at 400, 0.925 at
+            # 800 (benchmarks/RESULTS.md "Scale: 100k and 1M chunks, both backends").
+            ef = max(2 * k, int(os.environ.get("PERU_QA_PG_EF_SEARCH", "400")))
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(1000, ef)),))
             conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
             rows = conn.execute(
                 f"SELECT id, 1 - (embedding <=> %s::vector) AS s FROM chunks {where} "
@@ -635,24 +730,49 @@ class PgVectors:
 
 @dataclass
 class _Terms:
-    """What `PgKeyword.scores` returns: the query terms the index knows (scores are computed in SQL)."""
+    """What `PgKeyword.scores` returns: the query terms the index knows, their weights, the collection's
+    average chunk length, the largest document frequency among them (chunk scores are computed in SQL)."""
 
     terms: list[str]
+    idf: list[float]
+    avgdl: float
+    max_df: int
 
 
 class PgKeyword:
-    """BM25 (Lucene variant, bm25s's parameters) computed in SQL over the chunk_terms table."""
+    """BM25 (Lucene variant, bm25s's parameters) computed in SQL over the chunk_terms table.
 
-    _SQL = """
-        WITH q AS (SELECT term, count(*) AS qtf FROM unnest(%(terms)s::text[]) AS term GROUP BY term),
-        stats AS (SELECT chunks::float8 AS n, CASE WHEN chunks > 0 THEN terms::float8 / chunks ELSE 1 END AS avgdl
-                  FROM totals),
-        df AS (SELECT t.term, count(*)::float8 AS df FROM chunk_terms t JOIN q USING (term) GROUP BY t.term)
-        SELECT t.chunk_id AS id, sum(q.qtf * ln(1 + (stats.n - df.df + 0.5) / (df.df + 0.5)) * t.tf
-               / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * c.n_terms / stats.avgdl))) AS s
-        FROM chunk_terms t JOIN q USING (term) JOIN df USING (term) JOIN chunks c ON c.id = t.chunk_id
-        CROSS JOIN stats {where}
-        GROUP BY t.chunk_id ORDER BY s DESC, t.chunk_id {limit}"""
+    Exact while every query term is in at most `POSTINGS` chunks (any collection of up to that many chunks: the
+    same ranking as bm25s). Past that, a frequent term's postings are not all read: each term contributes its
+    `POSTINGS` best postings by impact (an index-only scan), the chunks they name are ranked by those partial
+    scores, and the best `RESCORE`·k of them get their exact BM25 score over all query terms. A chunk can then be
+    missed only if none of its terms puts it among a term's best postings (benchmarks/RESULTS.md "Scale")."""
+
+    POSTINGS = 2000
+    RESCORE = 10
+
+    # The query's terms with their BM25 weight (qtf · idf) and the collection's average length come in as
+    # parameters (computed once per query by `scores`), so the planner sees a handful of terms and probes the
+    # postings' indexes instead of joining whole tables.
+    _W = "WITH w AS (SELECT * FROM unnest(%(terms)s::text[], %(idf)s::float8[]) AS w(term, idf))"
+    _TF = "w.idf * t.tf / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * c.n_terms / %(avgdl)s::float8))"
+    #: every posting of the query's terms (optionally among some chunks)
+    _ALL = _W + f"""
+        SELECT t.chunk_id AS id, sum({_TF}) AS s
+        FROM w JOIN chunk_terms t ON t.term = w.term JOIN chunks c ON c.id = t.chunk_id {{where}}
+        GROUP BY t.chunk_id ORDER BY s DESC, t.chunk_id {{limit}}"""
+    #: exact scores of the chunks of CTE p (one index probe per chunk and term)
+    _EXACT = f"""
+        SELECT p.chunk_id AS id, sum({_TF}) AS s
+        FROM p CROSS JOIN w JOIN chunk_terms t ON t.term = w.term AND t.chunk_id = p.chunk_id
+        JOIN chunks c ON c.id = p.chunk_id
+        GROUP BY p.chunk_id ORDER BY s DESC, p.chunk_id {{limit}}"""
+    _LOOKUP = _W + ", p AS (SELECT DISTINCT unnest(%(ids)s::bigint[]) AS chunk_id)" + _EXACT.format(limit="")
+    _TOP = _W + """,
+        p AS (SELECT x.chunk_id, sum(w.idf * x.impact) AS partial FROM w CROSS JOIN LATERAL
+              (SELECT chunk_id, impact FROM chunk_terms t WHERE t.term = w.term ORDER BY impact DESC
+               LIMIT %(postings)s) x GROUP BY x.chunk_id ORDER BY partial DESC, x.chunk_id LIMIT %(rescore)s)
+        """ + _EXACT.format(limit="LIMIT %(k)s")
 
     def __init__(self, store: PgStore):
         self.store = store
@@ -664,24 +784,34 @@ class PgKeyword:
     def chunk_ids(self) -> np.ndarray:
         return self.store.chunk_ids()
 
-    def _run(self, terms: list[str], where: str, limit: str, extra: dict) -> tuple[np.ndarray, np.ndarray]:
-        params = {"terms": terms, "k1": BM25_PARAMS["k1"], "b": BM25_PARAMS["b"], **extra}
+    def _run(self, sql: str, scores: _Terms, **params) -> tuple[np.ndarray, np.ndarray]:
+        params = {"k1": BM25_PARAMS["k1"], "b": BM25_PARAMS["b"], "terms": scores.terms, "idf": scores.idf,
+                  "avgdl": scores.avgdl, **params}
         with self.store._conn() as conn:
-            rows = conn.execute(self._SQL.format(where=where, limit=limit), params).fetchall()
+            rows = conn.execute(sql, params).fetchall()
         return (np.asarray([r["id"] for r in rows], dtype=np.int64),
                 np.asarray([r["s"] for r in rows], dtype=np.float32))
 
     def scores(self, tokens: list[str]) -> _Terms | None:
+        """The query terms the index knows with their BM25 weights (Lucene idf × times in the query)."""
         if not tokens:
             return None
         with self.store._conn() as conn:
-            known = [r["term"] for r in conn.execute(
-                "SELECT DISTINCT term FROM chunk_terms WHERE term = ANY(%s)", (list(set(tokens)),))]
-        return _Terms([t for t in tokens if t in set(known)]) if known else None
+            rows = conn.execute("SELECT term, df, (SELECT chunks FROM totals) AS n, (SELECT terms FROM totals) AS t "
+                                "FROM term_df WHERE term = ANY(%s) AND df > 0", (list(set(tokens)),)).fetchall()
+        if not rows:
+            return None
+        n = float(rows[0]["n"])
+        avgdl = float(rows[0]["t"]) / n if n > 0 else 1.0
+        qtf = Counter(tokens)
+        terms = sorted(r["term"] for r in rows)
+        df = {r["term"]: float(r["df"]) for r in rows}
+        idf = [qtf[t] * math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in terms]
+        return _Terms(terms, idf, avgdl, int(max(df.values())))
 
     def share(self, token: str) -> float:
         with self.store._conn() as conn:
-            row = conn.execute("SELECT (SELECT count(*) FROM chunk_terms WHERE term = %s)::float8 / "
+            row = conn.execute("SELECT COALESCE((SELECT df FROM term_df WHERE term = %s), 0)::float8 / "
                                "GREATEST((SELECT chunks FROM totals), 1) AS s", (token,)).fetchone()
         return float(row["s"])
 
@@ -689,8 +819,7 @@ class PgKeyword:
         ids = np.asarray(ids, dtype=np.int64)
         if scores is None or len(ids) == 0:
             return np.zeros(len(ids), np.float32)
-        found_ids, found = self._run(scores.terms, "WHERE t.chunk_id = ANY(%(ids)s)", "",
-                                     {"ids": [int(i) for i in ids]})
+        found_ids, found = self._run(self._LOOKUP, scores, ids=[int(i) for i in ids])
         by_id = dict(zip(found_ids.tolist(), found.tolist()))
         return np.asarray([by_id.get(int(i), 0.0) for i in ids], dtype=np.float32)
 
@@ -699,10 +828,12 @@ class PgKeyword:
         scores = self.scores(tokens) if scores is None else scores
         if scores is None or k <= 0 or (allowed is not None and len(allowed) == 0):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        where, extra = "", {"k": k}
         if allowed is not None:
-            where, extra["ids"] = "WHERE t.chunk_id = ANY(%(ids)s)", [int(i) for i in allowed]
-        return self._run(scores.terms, where, "LIMIT %(k)s", extra)
+            return self._run(self._ALL.format(where="WHERE t.chunk_id = ANY(%(ids)s)", limit="LIMIT %(k)s"),
+                             scores, k=k, ids=[int(i) for i in allowed])
+        if scores.max_df <= self.POSTINGS:
+            return self._run(self._ALL.format(where="", limit="LIMIT %(k)s"), scores, k=k)
+        return self._run(self._TOP, scores, k=k, postings=self.POSTINGS, rescore=max(200, self.RESCORE * k))
 
 
 class PgIndexes:

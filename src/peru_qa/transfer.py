@@ -6,6 +6,7 @@ the same content are skipped, so an interrupted copy can simply be run again."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,29 +38,10 @@ def copy_index(source: str | Path, destination: str | Path, progress: ProgressFn
                 raise ModelMismatchError(f"index {dst.shown} holds {dst.store.meta('dimension')}-d vectors, "
                                          f"{src.shown} {dim}-d ones")
             docs = src.store.documents()
-            copied = skipped = chunks_total = 0
-            for n, record in enumerate(docs):
-                if progress:
-                    progress(n, len(docs), record.title)
-                current = dst.store.document_by_source(record.source)
-                if current is not None and current.content_hash == record.content_hash:
-                    skipped += 1
-                    continue
-                pages = [(number, text, [list(s) for s in sections], meta)
-                         for number, text, sections, meta in src.store.pages(record.id)]
-                chunks, vectors = src.store.document_chunks(record.id)
-                original = _original(src, record)
-                with dst.store.writer():
-                    if original is not None:
-                        dst.store.save_original(record.content_hash, Path(record.source), original)
-                    if not dst.store.meta("model"):
-                        with dst.store.transaction():
-                            dst.store.set_meta("model", model)
-                            dst.store.set_meta("dimension", dim)
-                    dst.store.write_document(record, pages, chunks, vectors,
-                                             replace_ids=(current.id,) if current else ())
-                copied += 1
-                chunks_total += len(chunks)
+            # Into an empty database: one bulk load (the indexes built once after it, not row by row).
+            bulk = getattr(dst.store, "bulk_load", None)
+            with bulk() if bulk is not None and dst.store.counts()[1] == 0 else nullcontext():
+                copied, skipped, chunks_total = _copy_documents(src, dst, docs, model, dim, progress)
             if copied:
                 dst.indexes.publish()
             if progress:
@@ -81,6 +63,35 @@ def _original(src: KnowledgeBase, record) -> bytes | None:
         if file_hash(path) == record.content_hash:
             return path.read_bytes()
     return None
+
+
+def _copy_documents(src: KnowledgeBase, dst: KnowledgeBase, docs: list, model: str, dim: str,
+                    progress: ProgressFn | None) -> tuple[int, int, int]:
+    """(copied, skipped, chunks copied); each document one transaction at the destination."""
+    copied = skipped = chunks_total = 0
+    for n, record in enumerate(docs):
+        if progress:
+            progress(n, len(docs), record.title)
+        current = dst.store.document_by_source(record.source)
+        if current is not None and current.content_hash == record.content_hash:
+            skipped += 1
+            continue
+        pages = [(number, text, [list(s) for s in sections], meta)
+                 for number, text, sections, meta in src.store.pages(record.id)]
+        chunks, vectors = src.store.document_chunks(record.id)
+        original = _original(src, record)
+        with dst.store.writer():
+            if original is not None:
+                dst.store.save_original(record.content_hash, Path(record.source), original)
+            if not dst.store.meta("model"):
+                with dst.store.transaction():
+                    dst.store.set_meta("model", model)
+                    dst.store.set_meta("dimension", dim)
+            dst.store.write_document(record, pages, chunks, vectors,
+                                     replace_ids=(current.id,) if current else ())
+        copied += 1
+        chunks_total += len(chunks)
+    return copied, skipped, chunks_total
 
 
 __all__ = ["copy_index", "CopyReport"]
