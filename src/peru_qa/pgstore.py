@@ -3,7 +3,8 @@
 Everything lives in the database, nothing in per-process files: documents, page texts, chunks, their vectors in a
 pgvector column with an HNSW cosine index (typed `vector(dim)` once the first document fixes the dimension), and
 keyword search as BM25 computed in SQL over a (term, chunk, tf) table filled from the same analysed terms the
-embedded backend gives bm25s, with the same Lucene formula and parameters — so both backends rank alike.
+embedded backend gives bm25s, with the same Lucene formula and parameters — so both backends rank alike (exactly
+while no query term is in more than `PgKeyword.POSTINGS` chunks; past that only a term's best postings are read).
 
 Every document is written in one transaction, so readers never see half of one; writers take an advisory lock
 around each commit (the twin check of `Ingest._commit` needs it), searches never wait for it. Connections come from
