@@ -449,3 +449,34 @@ def test_chat_upload_answer_and_citation_on_both_backends(location, docs, embedd
             assert {d.title for d in other.documents()} == {d.title for d in kb.documents()}
         finally:
             service.close()
+
+
+def test_rebuild_with_another_model_on_both_backends(filled, monkeypatch):
+    """`rebuild --model M` re-embeds from the stored text into vectors of another size; the index then opens
+    with M only (a database re-types its vector column and rebuilds its HNSW index)."""
+    from helpers import HashEmbedder
+
+    import peru_qa.kb as kbmod
+    from peru_qa.errors import ModelMismatchError
+
+    other = HashEmbedder()
+    other.name = "other-model"
+    monkeypatch.setattr(kbmod, "get_embedder", lambda name: other)
+    with KnowledgeBase(filled) as kb:
+        result = kb.rebuild(model="other-model")
+        assert result["model"] == "other-model" and result["re_embedded"] == len(QA_DOCS)
+        assert kb.stats()["dimension"] == other.dim == 64
+        assert kb.retrieve("mercury rivers Madre de Dios", k=1)[0].source.endswith("mining.txt")
+        assert kb.check(repair=False).ok
+    monkeypatch.undo()
+    with pytest.raises(ModelMismatchError):
+        KnowledgeBase(filled, model="all-MiniLM-L6-v2")
+    if filled.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(filled) as conn:
+            typed = conn.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
+                                 "attrelid = 'chunks'::regclass AND attname = 'embedding'").fetchone()[0]
+            hnsw = conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'chunks_embedding_hnsw'"
+                                ).fetchone()[0]
+        assert typed == "vector(64)" and hnsw == 1
