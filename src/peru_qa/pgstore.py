@@ -160,8 +160,6 @@ class PgDerived:
     generation: int
     vectors: PgVectors
     keyword: PgKeyword
-    #: Searches are run by the server: `retrieval.rank` sends the dense and keyword halves at once.
-    remote: bool = True
 
 
 class PgStore:
@@ -187,7 +185,7 @@ class PgStore:
             raise IndexUnavailableError(f"cannot open PostgreSQL index {self.location}: {_first_line(exc)}") from None
         self.path = _cache_root() / "postgres" / index_id
         self.path.mkdir(parents=True, exist_ok=True)
-        self._pool = ConnectionPool(url, min_size=1, max_size=int(os.environ.get("PERU_QA_PG_POOL", "8")),
+        self._pool = ConnectionPool(url, min_size=1, max_size=int(os.environ.get("PERU_QA_PG_POOL", "4")),
                                     kwargs={"autocommit": True, "row_factory": dict_row,
                                             "connect_timeout": int(timeout)},
                                     check=ConnectionPool.check_connection, timeout=timeout, open=True,

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -296,19 +294,6 @@ def _dense_scorer(derived: Derived, qvec: np.ndarray) -> Scorer:
     return score
 
 
-_SIDE_POOL: ThreadPoolExecutor | None = None
-_SIDE_LOCK = threading.Lock()
-
-
-def _side_pool() -> ThreadPoolExecutor:
-    """Threads for the keyword half of a hybrid search on a database backend (created on first use)."""
-    global _SIDE_POOL
-    with _SIDE_LOCK:
-        if _SIDE_POOL is None:
-            _SIDE_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="peru-qa-keyword")
-        return _SIDE_POOL
-
-
 def rank(query: str, n: int, mode: str, derived: Derived, embedder: Embedder | None, allowed: np.ndarray | None,
          params: FusionParams = DEFAULT_FUSION, qvec: np.ndarray | None = None,
          languages: LanguageOf | None = None) -> Ranked:
@@ -318,26 +303,15 @@ def rank(query: str, n: int, mode: str, derived: Derived, embedder: Embedder | N
     empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
     dense = keyword = empty
     dense_scorer = keyword_scorer = None
-    all_scores = None
-
-    def keyword_side() -> tuple[object, tuple[np.ndarray, np.ndarray]]:
-        tokens = query_tokens(query)
-        scores = derived.keyword.scores(tokens)
-        return scores, derived.keyword.search(tokens, n, allowed, scores=scores)
-
-    pending = None
-    use_dense = mode != "keyword" and (embedder is not None or qvec is not None)
-    if use_dense and mode != "dense" and getattr(derived, "remote", False):
-        # A database backend: both searches are queries the server runs, so they run at once (the client
-        # only waits); the embedded backend computes them here, where a second thread would only compete.
-        pending = _side_pool().submit(keyword_side)
-    if use_dense:
+    if mode != "keyword" and (embedder is not None or qvec is not None):
         if qvec is None:
             qvec = embedder.encode([query], kind="query")[0]
         dense = derived.vectors.search(qvec, n, allowed)
         dense_scorer = _dense_scorer(derived, qvec)
     if mode != "dense":
-        all_scores, keyword = pending.result() if pending is not None else keyword_side()
+        tokens = query_tokens(query)
+        all_scores = derived.keyword.scores(tokens)
+        keyword = derived.keyword.search(tokens, n, allowed, scores=all_scores)
         if all_scores is not None:
             keyword_scorer = lambda ids: derived.keyword.lookup(all_scores, ids)  # noqa: E731
     language = detect_language(query) if mode == "hybrid" else "en"
