@@ -140,6 +140,7 @@ def test_document_html_is_inert_in_chat_sources_and_viewer_then_removed(page, tm
     assert "jaguar.txt" not in page.locator("#pqa-docs").inner_text()
     page.get_by_role("tab", name="Chat").click()
     page.get_by_role("button", name="New conversation").click()
+    page.wait_for_function("() => !/ledger/.test(document.querySelector('#pqa-chat').innerText)")
     box = page.locator("#pqa-question textarea")
     box.fill("What does the Jaguar cell keep its accounts in?")
     box.press("Enter")

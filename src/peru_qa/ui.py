@@ -671,7 +671,8 @@ def build_app(service: ChatService):
         send.click(respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_limit=CHAT_CONCURRENCY,
                    concurrency_id="chat")
         clear.click(lambda: ([], sources_html(None), [], view_html(None), None, gr.update(visible=False)), None,
-                    [chatbot, sources, turns, viewer, view_state, exported], api_visibility="private")
+                    [chatbot, sources, turns, viewer, view_state, exported], api_visibility="private",
+                    queue=False, concurrency_limit=None)  # instant: a question typed right after must not race it
         viewer_parts = [viewer, view_state, original, prev_page, next_page]
         # Opening evidence skips the queue (a direct request: no join + event stream round trips) and never waits
         # behind another user's click: it takes ~30 ms of server time once the page is rendered.
