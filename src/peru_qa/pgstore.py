@@ -328,8 +328,7 @@ class PgStore:
             timings["keyword_index_seconds"] = round(time.perf_counter() - started, 1)
             started = time.perf_counter()
             dim = int(self.meta("dimension") or 0)
-            typed = conn.execute("SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE "
-                                 "attrelid = 'chunks'::regclass AND attname = 'embedding'").fetchone()["t"]
+            typed = _embedding_type(conn)
             if dim and typed == f"vector({dim})":
                 conn.execute("CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks "
                              "USING hnsw (embedding vector_cosine_ops)")
@@ -362,9 +361,7 @@ class PgStore:
 
     def _type_vectors(self, conn, dim: int) -> None:
         """Fix the vector column's dimension and build the HNSW index, once the first write knows the model."""
-        current = conn.execute(
-            "SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute "
-            "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'").fetchone()["t"]
+        current = _embedding_type(conn)
         if current == f"vector({dim})":
             return
         conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
@@ -678,9 +675,7 @@ class PgStore:
             self._type_vectors_force(conn, dim)
 
     def _type_vectors_force(self, conn, dim: int) -> None:
-        current = conn.execute(
-            "SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute "
-            "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'").fetchone()["t"]
+        current = _embedding_type(conn)
         if current != f"vector({dim})":
             conn.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dim})")
         conn.execute("CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks "
@@ -862,6 +857,12 @@ class PgIndexes:
 
     def current(self) -> PgDerived:
         return self.store.load_derived()
+
+
+def _embedding_type(conn) -> str:
+    """The chunks' vector column type as declared ("vector(384)", or "vector" while untyped)."""
+    return conn.execute("SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute "
+                        "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'").fetchone()["t"]
 
 
 def _connect_timeout() -> float:
