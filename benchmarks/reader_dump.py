@@ -32,6 +32,7 @@ def dump_question(kb, question: str, golds: list[str], meta: dict, out) -> None:
             "leans_back": s.leans_back, "language": s.language, "chars": len(s.text),
             "p_score": p.score, "p_dense": p.dense_score, "p_keyword": p.keyword_score,
             "label": contains(s.text, golds) if golds else False, "text": s.text[:300],
+            "features": [round(x, 5) for x in s.features], "rank": round(s.rank, 5),
         })
     out.write(json.dumps({**meta, "question": question, "language": found.language, "asks": found.asks,
                           "support": found.support, "golds": golds,

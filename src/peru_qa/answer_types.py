@@ -99,6 +99,12 @@ class Sentence:
     score: float = 0.0
     #: It carries the kind of answer asked, about the question's subject.
     answers: bool = False
+    #: One of the question's names or numbers is in it, in the sentence it leans on, or in its passage's title.
+    about: bool = True
+    #: What the sentence ranker sees (reader.RANK_FEATURES order) and its output: the order in which sentences are
+    #: quoted. `score` stays the calibrated support (abstention, caveat); `rank` only orders.
+    features: tuple[float, ...] = ()
+    rank: float = 0.0
 
 
 @dataclass
@@ -121,6 +127,8 @@ class Evidence:
     #: organized crime): with a middling relevance, the question is about something else.
     unknown_words: float = 0.0
     off_topic: bool = False
+    #: Sentences carry a fitted ranker's `rank` (reader.ranker_for): quote in that order.
+    ranked: bool = False
 
     @property
     def answerable(self) -> bool:

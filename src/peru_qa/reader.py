@@ -13,10 +13,12 @@ knowledge base, never on KnowledgeBase itself.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     from .embeddings import Embedder
     from .llm import LLMClient
 
+#: Fitted sentence rankers per model (benchmarks/fit_reader.py): feature names, weights, bias, how fitted.
+RANKER_FILE = Path(__file__).with_name("ranker.json")
 #: Most sentences in an extractive answer.
 MAX_SENTENCES = 3
 #: Passages shown when the documents do not support an answer.
@@ -151,6 +155,12 @@ ANSWER_MARGIN = 0.05
 #: 0.05 / 0.1 / 0.2 / no limit quote 1.6 / 2.0 / 2.4 / 3 sentences and hold the gold answer for 0.80 / 0.83 /
 #: 0.85 / 0.86 of XQuAD questions; later sentences need not carry the asked kind (that cost 0.1 there).
 SUPPORT_GAP = 0.2
+#: With a fitted ranker, a later sentence needs all of: a rank at most RANK_GAP (log-odds) below the first's and at
+#: least RANK_MIN, and a score at most RANKED_SUPPORT_GAP below the first's (the ranker orders; the floors keep
+#: sentences about something else out of the answer).
+RANK_GAP = 3.0
+RANK_MIN = -3.0
+RANKED_SUPPORT_GAP = 0.3
 
 ABSTAIN_TEXT = {
     "en": "The indexed documents do not answer this question. The closest passages are listed below.",
@@ -296,6 +306,8 @@ def score_sentences(index: Index, question: Question, query_vector: np.ndarray, 
     weights = word_weights(index, set(words) | set(focus_words))
     numbers = frozenset(n for n in question.names if n[:1].isdigit())
     sentences: list[Sentence] = []
+    raws: list[dict[str, float]] = []
+    question_stems = frozenset().union(*words, *focus_words)
     read = sentences_for(index, passages, cache)
     for i, (passage, (infos, vectors)) in enumerate(zip(passages, read)):
         if not infos:
@@ -308,6 +320,7 @@ def score_sentences(index: Index, question: Question, query_vector: np.ndarray, 
             same = passage.language == question.language
             before = infos[k - 1] if info.leans_back and k > 0 else None
             tokens = sentence_tokens(passage.title, info.text, passage.language)
+            own = frozenset(keyword_tokens(info.text, passage.language))
             if before is not None:  # "The gang is led by…" is about what the sentence before names
                 tokens = tokens | sentence_tokens(passage.title, before.text, passage.language)
             if same:
@@ -338,11 +351,84 @@ def score_sentences(index: Index, question: Question, query_vector: np.ndarray, 
                 carries = bool(info.names - given) or any(asks in e.carries and e.names - given for e in earlier)
             score = weight * rescaled + (1 - weight) * lexical + calibration.kind_bonus * carries
             context = info.names | title_names | (before.names if before is not None else frozenset())
-            if numbers and not numbers & context:
+            missing = bool(numbers and not numbers & context)
+            if missing:
                 score -= calibration.missing_number
+            answers = about and (asks not in HARD_KINDS or carries)
+            named = (sum(1 for n in question.names if n in context) / len(question.names)) if question.names else 0.0
+            raw = {
+                "dense": rescaled, "lexical": lexical, "score": score, "carries": float(carries),
+                "answers": float(answers), "about": float(about), "missing_number": float(missing),
+                "same_language": float(same), "leans_back": float(info.leans_back),
+                "log_chars": math.log(max(len(info.text), 10)), "passage_rank": math.log1p(i),
+                "passage_score": float(passage.score), "first_in_passage": float(k == 0),
+                "new_names": float(bool(info.names - question.names - title_names)),
+                "has_number": float(any(ch.isdigit() for ch in info.text)), "names_share": named,
+                **{f"carries_{kind}": float(carries and asks == kind) for kind in _RANKED_KINDS},
+                "hard_uncarried": float(asks in HARD_KINDS and not carries),
+                # The answer is what the sentence adds to the question's words (SQuAD's classic sliding window).
+                "novel_words": math.log1p(len(own - question_stems)),
+                "matched_share": len(own & question_stems) / max(1, len(own)),
+            }
             sentences.append(Sentence(i, info.start, info.end, info.text, vector, tokens, passage.language,
                                       info.carries, info.leans_back, float(sim), lexical, score,
-                                      answers=about and (asks not in HARD_KINDS or carries)))
+                                      answers=answers, about=about))
+            raws.append(raw)
+    return _ranked(sentences, raws, index.model_name)
+
+
+_RANKED_KINDS = ("quantity", "date", "who", "place", "definition", "reason")
+#: What the sentence ranker sees, in order. "*_gap" features are the sentence's value minus the best of the
+#: question's sentences: whether it is the best candidate matters more than its absolute value.
+RANK_FEATURES = ("dense", "dense_gap", "lexical", "lexical_gap", "score_gap", "carries", "answers", "about",
+                 "missing_number", "same_language", "leans_back", "log_chars", "passage_rank", "passage_gap",
+                 "first_in_passage", "new_names", "has_number", "names_share",
+                 *(f"carries_{kind}" for kind in _RANKED_KINDS), "hard_uncarried", "novel_words", "matched_share",
+                 "dense_order", "lexical_order", "neighbor_gap", "best_neighbor")
+
+
+@lru_cache(maxsize=1)
+def _rankers() -> dict[str, dict]:
+    return json.loads(RANKER_FILE.read_text(encoding="utf-8")) if RANKER_FILE.exists() else {}
+
+
+def _order(values: list[float]) -> list[float]:
+    """log(1 + the position of each value when sorted from the highest)."""
+    positions = np.empty(len(values))
+    positions[np.argsort(-np.asarray(values), kind="stable")] = np.arange(len(values))
+    return [math.log1p(p) for p in positions]
+
+
+def ranker_for(model_name: str) -> dict | None:
+    """The model's fitted sentence ranker (benchmarks/fit_reader.py), or None (sentences are ordered by score)."""
+    ranker = _rankers().get(model_name)
+    return ranker if ranker and list(ranker["features"]) == list(RANK_FEATURES) else None
+
+
+def _ranked(sentences: list[Sentence], raws: list[dict[str, float]], model_name: str) -> list[Sentence]:
+    """Fill each sentence's feature vector (with the gaps to the question's best) and its rank."""
+    if not sentences:
+        return sentences
+    best = {key: max(r[key] for r in raws) for key in ("dense", "lexical", "score", "passage_score")}
+    ranker = ranker_for(model_name)
+    weights = np.asarray(ranker["weights"], dtype=np.float64) if ranker else None
+    order = {key: _order([r[key] for r in raws]) for key in ("dense", "lexical")}
+    # The answer often sits next to the sentence that matches the question best ("He was born in 1920.").
+    by_passage: dict[int, list[int]] = {}
+    for k, s in sorted(enumerate(sentences), key=lambda t: (t[1].passage, t[1].start)):
+        by_passage.setdefault(s.passage, []).append(k)
+    top = int(np.argmax([r["score"] for r in raws]))
+    for k, (s, raw) in enumerate(zip(sentences, raws)):
+        siblings = by_passage[s.passage]
+        at = siblings.index(k)
+        near = [siblings[j] for j in (at - 1, at + 1) if 0 <= j < len(siblings)]
+        raw = {**raw, "dense_order": order["dense"][k], "lexical_order": order["lexical"][k],
+               "neighbor_gap": max((raws[j]["score"] for j in near), default=raw["score"]) - best["score"],
+               "best_neighbor": float(top in near), "dense_gap": raw["dense"] - best["dense"],
+               "lexical_gap": raw["lexical"] - best["lexical"], "score_gap": raw["score"] - best["score"],
+               "passage_gap": raw["passage_score"] - best["passage_score"]}
+        s.features = tuple(float(raw[name]) for name in RANK_FEATURES)
+        s.rank = float(np.dot(weights, s.features) + ranker["bias"]) if weights is not None else s.score
     return sentences
 
 
@@ -375,9 +461,13 @@ class _Choice:
     leads: list[Sentence] = field(default_factory=list)
 
 
-def lead_sentence(sentences: Sequence[Sentence], language: str) -> Sentence:
-    """The sentence an answer opens with: the best ranked (score, plus SAME_LANGUAGE_BONUS in the question's
-    language), or the best that carries the kind of answer asked when it ranks within ANSWER_MARGIN of it."""
+def lead_sentence(sentences: Sequence[Sentence], language: str, ranked: bool = False) -> Sentence:
+    """The sentence an answer opens with: the fitted ranker's best (`ranked`), else the best by score (plus
+    SAME_LANGUAGE_BONUS in the question's language), or the best that carries the kind of answer asked when it
+    ranks within ANSWER_MARGIN of it."""
+    if ranked:  # the ranker weighs language and kind itself
+        return max(sentences, key=lambda s: s.rank)
+
     def rank(s: Sentence) -> float:
         return s.score + SAME_LANGUAGE_BONUS * (s.language == language)
 
@@ -398,18 +488,19 @@ def select(found: Evidence, limit: int = MAX_SENTENCES) -> _Choice:
     language = found.language
 
     def rank(s: Sentence) -> float:
-        return s.score + SAME_LANGUAGE_BONUS * (s.language == language)
+        return s.rank if found.ranked else s.score + SAME_LANGUAGE_BONUS * (s.language == language)
 
     ordered = sorted(pool, key=lambda s: -rank(s))
     answering = [s for s in ordered if s.answers]
-    first = lead_sentence(ordered, language)
+    first = lead_sentence(ordered, language, found.ranked)
     # The same fact in the question's language, nearly as good: quote that one.
     if first.language != language:
         twin = next((s for s in ordered if s.language == language and s.score >= first.score - TWIN_MARGIN
                      and _facts(s) == _facts(first)
                      and (_facts(s) or float(s.vector @ first.vector) >= TWIN_COSINE)), None)
         first = twin or first
-    floor = first.score - SUPPORT_GAP
+    floor = first.score - (RANKED_SUPPORT_GAP if found.ranked else SUPPORT_GAP)
+    rank_floor = max(first.rank - RANK_GAP, RANK_MIN)
     chosen: list[Sentence] = []
     by_passage: dict[int, list[Sentence]] = {}
     for s in sorted(pool, key=lambda s: s.start):
@@ -435,7 +526,7 @@ def select(found: Evidence, limit: int = MAX_SENTENCES) -> _Choice:
     for s in ordered:
         if len(chosen) >= limit:
             break
-        if s.score < floor or s in chosen:
+        if s.score < floor or (found.ranked and s.rank < rank_floor) or s in chosen:
             continue
         if any(_same_fact(s, c) for c in chosen):
             continue
@@ -514,12 +605,13 @@ class ExtractiveReader:
             fvec = (self.cache.query_vector(self.index, question) if self.cache
                     else self.index.embedder.encode([question], kind="query")[0])
         sentences = score_sentences(self.index, analysed, qvec, passages, self.cache, focus, fvec)
+        ranked = ranker_for(self.index.model_name) is not None
         asks = focus.asks if focus and focus.asks != "other" else analysed.asks
         # Support: the sentence quoted first (the best ranked), less `unanswered_penalty` when it does not carry
         # the kind of answer asked about the question's subject.
         support = 0.0
         if sentences:
-            first = lead_sentence(sentences, language)
+            first = lead_sentence(sentences, language, ranked)
             support = max(0.0, first.score - (0.0 if first.answers else calibration.unanswered_penalty))
         relevance = max((s.dense + (calibration.relevance_lexical * s.lexical if s.language == language
                                     else calibration.relevance_cross) for s in sentences), default=0.0)
@@ -528,7 +620,7 @@ class ExtractiveReader:
         off_topic = (calibration.unknown_floor is not None and unknown > calibration.unknown_share
                      and relevance < calibration.unknown_floor and any(p.language == language for p in passages))
         return Evidence(question, query, language, passages, sentences, support, calibration.threshold, asks,
-                        relevance, calibration.relevance_floor, unknown, off_topic)
+                        relevance, calibration.relevance_floor, unknown, off_topic, ranked)
 
     def stream(self, question: str, passages: list[Passage], *, query: str | None = None,
                history: Sequence[Any] | None = None) -> Iterator[str | Answer]:
