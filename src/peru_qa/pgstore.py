@@ -330,8 +330,7 @@ class PgStore:
             dim = int(self.meta("dimension") or 0)
             typed = _embedding_type(conn)
             if dim and typed == f"vector({dim})":
-                conn.execute("CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks "
-                             "USING hnsw (embedding vector_cosine_ops)")
+                _create_hnsw(conn)
             timings["vector_index_seconds"] = round(time.perf_counter() - started, 1)
             started = time.perf_counter()
             conn.execute("VACUUM ANALYZE chunks, chunk_terms, term_df")  # index-only scans need the visibility map
@@ -370,7 +369,7 @@ class PgStore:
             return
         conn.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dim})")
         if not getattr(self._local, "bulk", False):  # a bulk load builds it at its end
-            conn.execute("CREATE INDEX chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)")
+            _create_hnsw(conn)
 
     @property
     def generation(self) -> int:
@@ -678,8 +677,17 @@ class PgStore:
         current = _embedding_type(conn)
         if current != f"vector({dim})":
             conn.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dim})")
-        conn.execute("CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks "
-                     "USING hnsw (embedding vector_cosine_ops)")
+        _create_hnsw(conn)
+
+
+def _create_hnsw(conn) -> None:
+    """The HNSW index on the vectors. Its graph degree `m` and build depth `ef_construction` (pgvector's defaults
+    16 and 64) can be raised for very large collections: PERU_QA_PG_HNSW_M, PERU_QA_PG_HNSW_EF_CONSTRUCTION
+    (benchmarks/RESULTS.md, "Scale", for what they cost and buy at 1M chunks)."""
+    m = int(os.environ.get("PERU_QA_PG_HNSW_M", "16"))
+    ef_construction = max(2 * m, int(os.environ.get("PERU_QA_PG_HNSW_EF_CONSTRUCTION", "64")))
+    conn.execute(f"CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops) "
+                 f"WITH (m = {m}, ef_construction = {ef_construction})")
 
 
 class PgVectors:
