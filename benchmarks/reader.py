@@ -15,7 +15,8 @@ Two sets, both through the public API (`kb.ask(question, llm=False)`, extractive
 Per split it reports the share of answers that contain a gold answer / fact string ("answer"), that contain it in
 the first cited statement ("first": the text up to the first [n] marker), that abstained, the "oracle" share (a
 gold answer occurs in the text of a cited passage: when "answer" is low and "oracle" high, reading failed, not
-retrieval) and the latency of `kb.ask` (p50/p95). Near misses: share answered plainly (no abstention, no caveat);
+retrieval), the share answered plainly (no abstention, no caveat) and the latency of `kb.ask` (p50/p95). Near
+misses: share answered plainly (the lower the better);
 out-of-domain: share abstained. Matching folds case, accents and whitespace and ignores thousands separators
 ("2,126" = "2.126" = "2126"); a gold string must not be glued to a longer word or number ("308" is not in "1308").
 """
@@ -151,6 +152,8 @@ def score(items: list[tuple[dict, Asked]], answerable: bool) -> Score:
         out.answer = _share(hits)
         out.first = _share([contains(first_statement(got.text), row["golds"]) for row, got in items])
         out.oracle = _share([any(contains(c, row["golds"]) for c in got.citations) for row, got in items])
+        # The same "plain" as for near misses (answered, no caveat): here, the higher the better.
+        out.plain = _share([not got.abstained and not got.caveat for _, got in items])
         out.failures = [{"question": row["question"], "expected": row["golds"], "answer": got.text,
                          "abstained": got.abstained, "oracle": any(contains(c, row["golds"]) for c in got.citations)}
                         for (row, got), hit in zip(items, hits) if not hit]

@@ -285,3 +285,50 @@ def test_the_ranker_orders_the_answer(reader_kb):
     chosen = select(found).sentences
     best = max(found.sentences, key=lambda s: s.rank)
     assert best in chosen
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("How many extortion complaints were filed in 2025?", "complaints"),
+    ("¿Cuántas toneladas de droga decomisó la Policía?", "toneladas"),
+    ("How much cocaine does Peru produce each year?", "cocaine"),
+    ("What share of the budget goes to the police?", "%"),
+    ("¿Qué porcentaje de los homicidios se cometió con armas de fuego?", "%"),
+    ("How much did mining deforestation grow?", ""),  # "how much did…": no counted noun to require
+    ("¿Cuánto creció la minería ilegal?", ""),
+])
+def test_what_a_quantity_question_counts(question, expected):
+    from peru_qa.questions import counted
+
+    assert counted(question) == expected
+
+
+@pytest.mark.parametrize("asked, sentence, expected", [
+    ("homicidios", "The National Police counted 2,126 homicides in Peru in 2024.", True),  # a translation
+    ("toneladas", "Peru seized 20 tonnes of cocaine in 2024.", True),
+    ("toneladas", "Peru exported 10 billion dollars of gold in 2023.", False),  # a figure of something else
+    ("people", "Between 2022 and 2023 dozens of people were killed.", True),  # the same word, even without a figure
+    ("defenders", "In 2023, 12 people were killed in protests.", False),
+    ("%", "84 percent of the homicides were committed with firearms.", True),
+    ("%", "There were 2,126 homicides.", False),
+])
+def test_a_quantity_answer_names_what_was_counted(reader_kb, asked, sentence, expected):
+    from peru_qa.reader import names_counted
+
+    assert names_counted(reader_kb, asked, sentence) is expected
+
+
+@pytest.mark.parametrize("question, uncounted, caveat", [
+    ("How many prisoners were there in Peru in 2024?", True, "clearly states the figure asked for"),
+    ("¿Cuántos presos había en el Perú en 2024?", True, "indica claramente la cifra que se pregunta"),
+    ("How many homicides were there in Peru in 2024?", False, ""),
+    ("¿Cuántos homicidios registró el Perú en 2024?", False, ""),  # answered from English: a translation
+])
+def test_a_figure_of_something_else_is_quoted_with_a_caveat(reader_kb, question, uncounted, caveat):
+    """Homicide figures for a question about prisoners: the closest statements are quoted, with the caveat that
+    names what the sources lack; a figure of what was asked, in either language, is answered plainly."""
+    from peru_qa.answer import gather
+
+    assert gather(reader_kb, question).uncounted is uncounted
+    answer = reader_kb.ask(question, llm=False)
+    assert not answer.abstained
+    assert (caveat in answer.caveat) if caveat else not answer.caveat, answer.caveat

@@ -129,6 +129,8 @@ class Evidence:
     off_topic: bool = False
     #: Sentences carry a fitted ranker's `rank` (reader.ranker_for): quote in that order.
     ranked: bool = False
+    #: A quantity was asked and the opening sentence gives a figure of something else ("dollars" for "tonnes").
+    uncounted: bool = False
 
     @property
     def answerable(self) -> bool:
@@ -143,7 +145,7 @@ class Evidence:
     def confident(self) -> bool:
         """Whether a sentence carries the kind of answer asked, about the question's subject, strongly enough to
         answer without a caveat."""
-        return self.answerable and self.support >= self.threshold
+        return self.answerable and self.support >= self.threshold and not self.uncounted
 
 
 #: The old name (benchmarks and users' code).

@@ -101,10 +101,55 @@ def question_names(question: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+_COUNTED_STOP = frozenset(("were", "was", "are", "is", "did", "do", "does", "have", "has", "had", "will", "would",
+                           "could", "can", "in", "of", "on", "at", "for", "per", "by", "from", "to", "with", "did",
+                           "been", "the", "a", "an"))
+_PERCENT = re.compile(r"\b(what (?:share|percentage|proportion|percent)|que (?:porcentaje|proporcion|parte))\b")
+
+
+def counted(question: str) -> str:
+    """What a quantity question counts, as one folded word: "how many extortion complaints…" → "complaints",
+    "¿cuántas toneladas de droga…?" → "toneladas", "what share…" → "%"; '' when it cannot be told ("how much did…
+    grow", "¿cuánto creció…?"). English names the counted thing last, Spanish first."""
+    folded = fold(question).replace("¿", " ")
+    if _PERCENT.search(folded):
+        return "%"
+    match = re.search(r"\bcuant[oa]s (\w+)", folded)
+    if match:
+        return match.group(1)
+    match = re.search(r"\bhow (many|much) ((?:\w+ ){0,3})", folded + " ")
+    if match:
+        words = match.group(2).split()
+        head = []
+        for word in words:
+            if word in _COUNTED_STOP:
+                break
+            head.append(word)
+        if head and (match.group(1) == "many" or len(head) < len(words)):  # "how much X did…": X is a noun
+            return head[-1]
+    return ""
+
+
+def states_counted(counted_word: str, sentence: str) -> bool:
+    """Whether a sentence names what the question counts (the same stem, in either language's stemmer), or a
+    percentage when a share is asked. Translations are the reader's concern (reader.names_counted)."""
+    if not counted_word:
+        return True
+    folded = fold(sentence)
+    if counted_word == "%":
+        return bool(re.search(r"%|\bpercent|\bpor ciento|\bporcentaje|\bper cent", folded))
+    stems = set(keyword_tokens(counted_word, "en")) | set(keyword_tokens(counted_word, "es"))
+    for word in re.findall(r"\w+", folded):
+        if stems & (set(keyword_tokens(word, "en")) | set(keyword_tokens(word, "es"))):
+            return True
+    return False
+
+
 def analyse_question(question: str, language: str) -> Question:
     names = {fold(w) for n in question_names(question) for w in re.findall(r"\w+", n)
              if len(w) > 2 or w.isdigit()} - QUESTION_WORDS - _stopwords()
     return Question(question, language, classify(question), content_words(question), frozenset(names))
 
 
-__all__ = ["Question", "KINDS", "classify", "content_words", "question_names", "analyse_question", "QUESTION_WORDS"]
+__all__ = ["Question", "KINDS", "classify", "counted", "states_counted",
+           "content_words", "question_names", "analyse_question", "QUESTION_WORDS"]

