@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -586,17 +587,23 @@ def _first_figure(sentence: Sentence) -> str:
 
 
 _WORD_VECTORS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_WORD_VECTORS_LOCK = threading.Lock()
 
 
 def _word_vectors(index: Index, words: list[str]) -> np.ndarray:
-    """Vectors of single words (as questions), remembered across questions: the same units recur."""
-    missing = [w for w in dict.fromkeys(words) if (index.model_name, w) not in _WORD_VECTORS]
+    """Vectors of single words (as questions), remembered across questions (the same units recur) and chat
+    threads."""
+    with _WORD_VECTORS_LOCK:
+        found = {w: _WORD_VECTORS.get((index.model_name, w)) for w in words}
+    missing = [w for w, v in found.items() if v is None]
     if missing:
-        for word, vector in zip(missing, index.embedder.encode(missing, kind="query")):
-            _WORD_VECTORS[(index.model_name, word)] = vector
-        while len(_WORD_VECTORS) > 20_000:
-            _WORD_VECTORS.popitem(last=False)
-    return np.stack([_WORD_VECTORS[(index.model_name, w)] for w in words])
+        fresh = dict(zip(missing, index.embedder.encode(missing, kind="query")))
+        found.update(fresh)
+        with _WORD_VECTORS_LOCK:
+            _WORD_VECTORS.update({(index.model_name, w): v for w, v in fresh.items()})
+            while len(_WORD_VECTORS) > 20_000:
+                _WORD_VECTORS.popitem(last=False)
+    return np.stack([found[w] for w in words])
 
 
 def _near_figures(sentence: str) -> list[str]:
@@ -663,7 +670,7 @@ class ExtractiveReader:
             first = lead_sentence(sentences, language, ranked)
             support = max(0.0, first.score - (0.0 if first.answers else calibration.unanswered_penalty))
             # "How many tonnes of gold…" answered by "…10 billion dollars of gold": a figure, but not of what was
-            # asked (a near miss). Across languages only cognates can be told ("homicidios" / "homicides").
+            # asked (a near miss): the answer gets the caveat.
             if asks == "quantity":
                 asked = counted(focus.text if focus and focus.asks == "quantity" else analysed.text)
                 uncounted = not names_counted(self.index, asked, first.text)
