@@ -480,3 +480,17 @@ def test_rebuild_with_another_model_on_both_backends(filled, monkeypatch):
             hnsw = conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'chunks_embedding_hnsw'"
                                 ).fetchone()[0]
         assert typed == "vector(64)" and hnsw == 1
+
+
+@pytest.mark.postgres
+def test_hnsw_build_settings_are_read_when_the_index_is_built(pg_url, docs, embedder, monkeypatch):
+    """PERU_QA_PG_HNSW_M / _EF_CONSTRUCTION reach the HNSW index (large collections need a denser graph)."""
+    import psycopg
+
+    monkeypatch.setenv("PERU_QA_PG_HNSW_M", "24")
+    monkeypatch.setenv("PERU_QA_PG_HNSW_EF_CONSTRUCTION", "100")
+    with KnowledgeBase(pg_url, embedder=embedder) as kb:
+        assert kb.add(docs).ok
+    with psycopg.connect(pg_url) as conn:
+        options = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'chunks_embedding_hnsw'").fetchone()[0]
+    assert sorted(options) == ["ef_construction=100", "m=24"]
