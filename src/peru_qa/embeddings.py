@@ -24,8 +24,13 @@ _E5_ALIASES = {E5_MODEL, "e5", "e5-small", "multilingual-e5", "peru-qa/multiling
 #: Tokens a chunk of the converted e5 model may hold. The model reads 512, but retrieval ranks shorter passages
 #: better and encoding cost grows with length: chunks stay as long as MiniLM's (benchmarks/RESULTS.md).
 E5_CHUNK_TOKENS = 256
-#: Largest batch the e5 model encodes at once (measured fastest on CPU).
+#: Largest batch the e5 model encodes at once when the caller gives no lengths (measured fastest on CPU).
 E5_BATCH = 8
+#: Bulk e5 encoding fills each forward pass up to this many padded tokens, at most E5_MAX_BATCH texts: on the
+#: benchmark's 500 texts 1,536 tokens was the fastest of 512-4,096 and ~1.4x batches of 8 on a loaded machine
+#: (short texts batch together; long ones stay small enough for the CPU caches). benchmarks/RESULTS.md "Speed".
+E5_BATCH_TOKENS = 1536
+E5_MAX_BATCH = 64
 #: Most questions encoded in one forward pass when chat users queue up (8 cost 2.2x one; 16 no cheaper each).
 QUERY_BATCH = 16
 #: Questions whose vectors are kept: enough for the requests in flight, not a cache of past questions.
@@ -109,14 +114,30 @@ class SentenceTransformerEmbedder:
             return self._encode_together(texts, kind)
         # Long batches go in slices, sorted by length so padding stays small, and release the model between
         # slices so that the chat's queries are not stuck behind an upload being indexed.
-        order = np.argsort([len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        step = batch_size
-        for i in range(0, len(texts), step):
-            picked = order[i : i + step]
+        for picked in self._slices(texts, batch_size):
             with self._lock:
-                out[picked] = self._encode([texts[j] for j in picked], batch_size, kind)
+                out[picked] = self._encode([texts[j] for j in picked], len(picked), kind)
         return out
+
+    def _slices(self, texts: list[str], batch_size: int) -> list[np.ndarray]:
+        """Index slices of `texts` sorted by length: `batch_size` texts each, or for e5 as many as fit in
+        E5_BATCH_TOKENS padded tokens (many short questions at once, two or three long passages)."""
+        if not self._batch_cap:
+            order = np.argsort([len(t) for t in texts], kind="stable")
+            return [order[i : i + batch_size] for i in range(0, len(texts), batch_size)]
+        lengths = np.asarray([min(n, 512) for n in self.count_tokens(texts)]) + 4  # prompt and special tokens
+        order = np.argsort(lengths, kind="stable")
+        slices, start = [], 0
+        while start < len(order):
+            end = start + 1
+            # sorted ascending: the slice's padded size is its last text's length times its count
+            while (end < len(order) and end - start < E5_MAX_BATCH
+                   and (end - start + 1) * lengths[order[end]] <= E5_BATCH_TOKENS):
+                end += 1
+            slices.append(order[start:end])
+            start = end
+        return slices
 
     def _query(self, text: str) -> np.ndarray:
         """One question's vector; the last few are remembered, because retrieval and the reader both need the
