@@ -318,3 +318,26 @@ def test_index_crossing_the_approximate_size_is_rebuilt_and_stays_consistent(kb,
     assert kb.check(repair=False).ok
     with KnowledgeBase(kb.path) as reopened:  # another process loads the saved IVF index
         assert reopened.indexes.current().vectors.approximate and reopened.check(repair=False).ok
+
+
+def test_stats_while_another_process_publishes(kb, corpus, monkeypatch):
+    """A staging folder that another writer renames away while stats() walks the index is skipped, not an error
+    (a reader's stats() failed with FileNotFoundError on '.staging-…' during two writers' adds)."""
+    kb.add(corpus)
+    staging = kb.path / "derived" / ".staging-test"
+    staging.mkdir(parents=True)
+    (staging / "vectors.bin").write_bytes(b"x" * 10)
+    real_scandir, real_stat = os.scandir, os.stat
+
+    def gone(path, *args, **kwargs):
+        if ".staging-test" in str(path):  # listed a moment ago, renamed away since
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return (real_scandir if kwargs.pop("_scan", False) else real_stat)(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", lambda path=".": gone(path, _scan=True))
+    monkeypatch.setattr(os, "stat", gone)
+    try:
+        stats = kb.stats()
+    finally:
+        monkeypatch.undo()
+    assert stats["documents"] > 0 and stats["size_bytes"] > 0

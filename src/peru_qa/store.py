@@ -329,8 +329,16 @@ class Store:
         return None
 
     def size_bytes(self) -> int:
-        """Bytes the index folder takes on disk."""
-        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        """Bytes the index folder takes on disk. Another process may be publishing meanwhile (staging folders
+        appear and vanish): what disappears during the walk is not counted, never an error."""
+        total = 0
+        for folder, _dirs, files in os.walk(self.path):  # os.walk ignores folders that vanish
+            for name in files:
+                try:
+                    total += os.stat(os.path.join(folder, name)).st_size
+                except OSError:
+                    pass
+        return total
 
     def page_text(self, doc_id: str, page: int) -> str:
         row = self.db.execute("SELECT text FROM pages WHERE doc_id=? AND page=?", (doc_id, page)).fetchone()
