@@ -332,3 +332,29 @@ def test_a_figure_of_something_else_is_quoted_with_a_caveat(reader_kb, question,
     answer = reader_kb.ask(question, llm=False)
     assert not answer.abstained
     assert (caveat in answer.caveat) if caveat else not answer.caveat, answer.caveat
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("When was Lurigancho prison built?", "built"),
+    ("When was César Hinostroza detained in Madrid?", "detained"),
+    ("¿Cuándo fue detenido César Hinostroza en Madrid?", "detenido"),
+    ("¿Cuándo nació Víctor Quispe Palomino?", "nacio"),
+    ("In what year was Comrade Artemio sentenced?", ""),
+])
+def test_what_a_when_question_asks_about(question, expected):
+    from peru_qa.questions import event
+
+    assert event(question) == expected
+
+
+def test_a_date_of_another_event_is_quoted_with_a_caveat(reader_kb):
+    """"When was he born?" answered by the date he left the country: quoted, with the caveat. "Detained" is told
+    across languages ("Fue detenido…")."""
+    from peru_qa.answer import gather
+    from peru_qa.reader import names_event
+
+    assert names_event(reader_kb, "detained", "Fue detenido en Madrid ese mismo mes.")
+    assert not names_event(reader_kb, "born", "El exjuez salió del Perú el 7 de octubre de 2018.")
+    assert gather(reader_kb, "When was César Hinostroza born?").uncounted
+    answer = reader_kb.ask("When was César Hinostroza born?", llm=False)
+    assert answer.abstained or "clearly states the date" in answer.caveat, answer.text

