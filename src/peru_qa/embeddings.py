@@ -24,8 +24,6 @@ _E5_ALIASES = {E5_MODEL, "e5", "e5-small", "multilingual-e5", "peru-qa/multiling
 #: Tokens a chunk of the converted e5 model may hold. The model reads 512, but retrieval ranks shorter passages
 #: better and encoding cost grows with length: chunks stay as long as MiniLM's (benchmarks/RESULTS.md).
 E5_CHUNK_TOKENS = 256
-#: Largest batch the e5 model encodes at once when the caller gives no lengths (measured fastest on CPU).
-E5_BATCH = 8
 #: Bulk e5 encoding fills each forward pass up to this many padded tokens, at most E5_MAX_BATCH texts: on the
 #: benchmark's 500 texts 1,536 tokens was the fastest of 512-4,096 and ~1.4x batches of 8 on a loaded machine
 #: (short texts batch together; long ones stay small enough for the CPU caches). benchmarks/RESULTS.md "Speed".
@@ -91,9 +89,9 @@ class SentenceTransformerEmbedder:
             self.max_tokens = min(self.max_tokens, E5_CHUNK_TOKENS)
         self._prompts = dict(getattr(self._model, "prompts", None) or {})
         # e5 on CPU (benchmarks/RESULTS.md, "Default model"): bfloat16 matmuls where the CPU has them natively
-        # (cosine to float32 0.9999; 1.8x faster) and batches of 8 (less padding, cache-friendly; 1.3x).
+        # (cosine to float32 0.9999; 1.8x faster) and batches filled to a token budget (less padding, cache-friendly).
         self._bf16 = self.name == E5_MODEL and _native_bf16()
-        self._batch_cap = E5_BATCH if self.name == E5_MODEL else None
+        self._token_budget = E5_BATCH_TOKENS if self.name == E5_MODEL else None
         self._tokenizer = self._model.tokenizer
         # Torch inference is not re-entrant across threads on every build; the chat app encodes
         # queries while an upload is being embedded.
@@ -106,8 +104,6 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: list[str], *, kind: str = "passage", batch_size: int = 32) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self._batch_cap:
-            batch_size = min(batch_size, self._batch_cap)
         if len(texts) == 1 and kind == "query":
             return self._query(texts[0])[None, :]
         if len(texts) <= 4:
@@ -123,7 +119,7 @@ class SentenceTransformerEmbedder:
     def _slices(self, texts: list[str], batch_size: int) -> list[np.ndarray]:
         """Index slices of `texts` sorted by length: `batch_size` texts each, or for e5 as many as fit in
         E5_BATCH_TOKENS padded tokens (many short questions at once, two or three long passages)."""
-        if not self._batch_cap:
+        if not self._token_budget:
             order = np.argsort([len(t) for t in texts], kind="stable")
             return [order[i : i + batch_size] for i in range(0, len(texts), batch_size)]
         lengths = np.asarray([min(n, 512) for n in self.count_tokens(texts)]) + 4  # prompt and special tokens
@@ -133,7 +129,7 @@ class SentenceTransformerEmbedder:
             end = start + 1
             # sorted ascending: the slice's padded size is its last text's length times its count
             while (end < len(order) and end - start < E5_MAX_BATCH
-                   and (end - start + 1) * lengths[order[end]] <= E5_BATCH_TOKENS):
+                   and (end - start + 1) * lengths[order[end]] <= self._token_budget):
                 end += 1
             slices.append(order[start:end])
             start = end

