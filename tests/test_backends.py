@@ -73,6 +73,22 @@ def test_search_finds_the_right_passage(filled, embedder, mode):
         assert es[0].source.endswith("vraem-es.md")
 
 
+def test_other_sides_candidates_get_their_exact_cosine(filled, embedder):
+    """Hybrid search fills in the dense score of chunks only keyword search found (computed in the server on
+    PostgreSQL): the cosine of the query with the chunk's stored vector, on both backends."""
+    query = "Operation Mercurio La Pampa"
+    with KnowledgeBase(filled, embedder=embedder) as kb:
+        ids, stored = kb.store.all_vectors(embedder.dim)
+        qvec = embedder.encode([query], kind="query")[0]
+        want = stored @ qvec
+        pick = ids[::-1][:5]
+        got = kb.indexes.current().vectors.similarity(qvec, pick)
+        np.testing.assert_allclose(got, want[::-1][:5], atol=1e-5)
+        hits = kb.retrieve(query, k=3, mode="hybrid")
+    by_id = dict(zip(ids.tolist(), want.tolist()))
+    np.testing.assert_allclose([h.dense_score for h in hits], [by_id[h.chunk_id] for h in hits], atol=1e-5)
+
+
 def test_filters(filled, embedder):
     with KnowledgeBase(filled, embedder=embedder) as kb:
         hits = kb.retrieve("VRAEM drug trafficking routes", k=5, filters={"language": "es"})

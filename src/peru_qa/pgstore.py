@@ -4,7 +4,8 @@ Everything lives in the database, nothing in per-process files: documents, page 
 pgvector column with an HNSW cosine index (typed `vector(dim)` once the first document fixes the dimension), and
 keyword search as BM25 computed in SQL over a (term, chunk, tf) table filled from the same analysed terms the
 embedded backend gives bm25s, with the same Lucene formula and parameters — so both backends rank alike (exactly
-while no query term is in more than `PgKeyword.POSTINGS` chunks; past that only a term's best postings are read).
+while a query's terms have at most `PgKeyword.POSTINGS` postings in all; past that only a term's best postings
+are read).
 
 Every document is written in one transaction, so readers never see half of one; writers take an advisory lock
 around each commit (the twin check of `Ingest._commit` needs it), searches never wait for it. Connections come from
@@ -533,15 +534,6 @@ class PgStore:
             rows = conn.execute("SELECT id FROM chunks ORDER BY id").fetchall()
         return np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
 
-    def vectors_for(self, ids: np.ndarray, dim: int) -> np.ndarray:
-        out = np.zeros((len(ids), dim), dtype=np.float32)
-        position = {int(i): n for n, i in enumerate(ids)}
-        with self._conn() as conn:
-            for r in conn.execute("SELECT id, embedding::text AS v FROM chunks WHERE id = ANY(%s)",
-                                  ([int(i) for i in ids],)):
-                out[position[r["id"]]] = _parse_vector(r["v"])
-        return out
-
     def all_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
         with self._conn() as conn:
             rows = conn.execute("SELECT id, embedding::text AS v FROM chunks ORDER BY id").fetchall()
@@ -703,11 +695,15 @@ class PgVectors:
     def ids(self) -> np.ndarray:
         return self.store.chunk_ids()
 
-    def vectors(self, ids: np.ndarray) -> np.ndarray:
+    def similarity(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Cosine computed in the server: a float per chunk comes back instead of its vector as text."""
         ids = np.asarray(ids, dtype=np.int64)
-        dim = int(self.store.meta("dimension") or 0)
-        out = self.store.vectors_for(ids, dim)
-        return out
+        with self.store._conn() as conn:
+            rows = conn.execute("SELECT id, 1 - (embedding <=> %s::vector) AS s FROM chunks WHERE id = ANY(%s)",
+                                (_vector_text(np.asarray(query, dtype=np.float32).ravel()),
+                                 [int(i) for i in ids])).fetchall()
+        found = {r["id"]: r["s"] for r in rows}
+        return np.asarray([found[int(i)] for i in ids], dtype=np.float32)
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if k <= 0 or (allowed is not None and len(allowed) == 0):
@@ -734,48 +730,67 @@ class PgVectors:
 
 @dataclass
 class _Terms:
-    """What `PgKeyword.scores` returns: the query terms the index knows, their weights, the collection's
-    average chunk length, the largest document frequency among them (chunk scores are computed in SQL)."""
+    """What `PgKeyword.scores` returns: the query terms the index knows, their weights and document frequencies,
+    and the collection's average chunk length (chunk scores are computed in SQL)."""
 
     terms: list[str]
     idf: list[float]
+    df: list[int]
     avgdl: float
-    max_df: int
+
+    @property
+    def max_df(self) -> int:
+        return max(self.df)
 
 
 class PgKeyword:
     """BM25 (Lucene variant, bm25s's parameters) computed in SQL over the chunk_terms table.
 
-    Exact while every query term is in at most `POSTINGS` chunks (any collection of up to that many chunks: the
-    same ranking as bm25s). Past that, a frequent term's postings are not all read: each term contributes its
-    `POSTINGS` best postings by impact (an index-only scan), the chunks they name are ranked by those partial
-    scores, and the best `RESCORE`·k of them get their exact BM25 score over all query terms. A chunk can then be
-    missed only if none of its terms puts it among a term's best postings (benchmarks/RESULTS.md "Scale")."""
+    Exact while the query's terms have at most `POSTINGS` postings in all (any collection of up to that many chunks:
+    the same ranking as bm25s). Past that, each term contributes its `POSTINGS` best postings by stored impact (an
+    index-only scan); the best `POOL`·k chunks by those partial scores get the impacts of the frequent terms
+    they were not among the best postings of (one index probe each), and the best `RESCORE`·k of those get their
+    exact BM25 score. A chunk can be missed only if none of its terms puts it among a term's best postings, or if
+    the stored impacts (written with the average chunk length of their time) order it far from its exact score
+    (benchmarks/RESULTS.md "Scale")."""
 
     POSTINGS = 2000
-    RESCORE = 10
+    POOL = 10
+    RESCORE = 2
 
-    # The query's terms with their BM25 weight (qtf · idf) and the collection's average length come in as
-    # parameters (computed once per query by `scores`), so the planner sees a handful of terms and probes the
-    # postings' indexes instead of joining whole tables.
-    _W = "WITH w AS (SELECT * FROM unnest(%(terms)s::text[], %(idf)s::float8[]) AS w(term, idf))"
-    _TF = "w.idf * t.tf / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * c.n_terms / %(avgdl)s::float8))"
+    # The query's terms with their BM25 weight (qtf · idf) and document frequency, and the collection's average
+    # length come in as parameters (computed once per query by `scores`), so the planner sees a handful of terms
+    # and probes the postings' indexes instead of joining whole tables.
+    _W = ("WITH w AS (SELECT * FROM unnest(%(terms)s::text[], %(idf)s::float8[], %(df)s::bigint[]) "
+          "AS w(term, idf, df))")
     #: every posting of the query's terms (optionally among some chunks)
-    _ALL = _W + f"""
-        SELECT t.chunk_id AS id, sum({_TF}) AS s
-        FROM w JOIN chunk_terms t ON t.term = w.term JOIN chunks c ON c.id = t.chunk_id {{where}}
-        GROUP BY t.chunk_id ORDER BY s DESC, t.chunk_id {{limit}}"""
-    #: exact scores of the chunks of CTE p (one index probe per chunk and term)
-    _EXACT = f"""
-        SELECT p.chunk_id AS id, sum({_TF}) AS s
-        FROM p CROSS JOIN w JOIN chunk_terms t ON t.term = w.term AND t.chunk_id = p.chunk_id
-        JOIN chunks c ON c.id = p.chunk_id
-        GROUP BY p.chunk_id ORDER BY s DESC, p.chunk_id {{limit}}"""
+    _ALL = _W + """
+        SELECT t.chunk_id AS id, sum(w.idf * t.tf / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * c.n_terms
+                                                                         / %(avgdl)s::float8))) AS s
+        FROM w JOIN chunk_terms t ON t.term = w.term JOIN chunks c ON c.id = t.chunk_id {where}
+        GROUP BY t.chunk_id ORDER BY s DESC, t.chunk_id {limit}"""
+    #: exact scores of the chunks of CTE p: one probe of the (term, chunk) key per chunk and term, the chunk's
+    #: length read once (a join on the chunk alone let the planner read every posting of every chunk: 44 of 52 ms)
+    _EXACT = """
+        SELECT p.chunk_id AS id, sum(w.idf * y.tf / (y.tf + %(k1)s * (1 - %(b)s + %(b)s * c.n_terms
+                                                                       / %(avgdl)s::float8))) AS s
+        FROM p JOIN chunks c ON c.id = p.chunk_id CROSS JOIN w CROSS JOIN LATERAL
+             (SELECT t.tf FROM chunk_terms t WHERE t.term = w.term AND t.chunk_id = p.chunk_id) y
+        GROUP BY p.chunk_id ORDER BY s DESC, p.chunk_id {limit}"""
     _LOOKUP = _W + ", p AS (SELECT DISTINCT unnest(%(ids)s::bigint[]) AS chunk_id)" + _EXACT.format(limit="")
     _TOP = _W + """,
-        p AS (SELECT x.chunk_id, sum(w.idf * x.impact) AS partial FROM w CROSS JOIN LATERAL
+        top AS MATERIALIZED (SELECT w.term, x.chunk_id, w.idf * x.impact AS s FROM w CROSS JOIN LATERAL
               (SELECT chunk_id, impact FROM chunk_terms t WHERE t.term = w.term ORDER BY impact DESC
-               LIMIT %(postings)s) x GROUP BY x.chunk_id ORDER BY partial DESC, x.chunk_id LIMIT %(rescore)s)
+               LIMIT %(postings)s) x),
+        pool AS MATERIALIZED (SELECT chunk_id, sum(s) AS s FROM top GROUP BY chunk_id
+              ORDER BY s DESC, chunk_id LIMIT %(pool)s),
+        rest AS (SELECT pool.chunk_id, sum(w.idf * y.impact) AS s FROM pool CROSS JOIN w CROSS JOIN LATERAL
+              (SELECT t.impact FROM chunk_terms t WHERE t.term = w.term AND t.chunk_id = pool.chunk_id) y
+              WHERE w.df > %(postings)s AND NOT EXISTS
+                    (SELECT 1 FROM top WHERE top.chunk_id = pool.chunk_id AND top.term = w.term)
+              GROUP BY pool.chunk_id),
+        p AS MATERIALIZED (SELECT pool.chunk_id FROM pool LEFT JOIN rest USING (chunk_id)
+              ORDER BY pool.s + COALESCE(rest.s, 0) DESC, pool.chunk_id LIMIT %(rescore)s)
         """ + _EXACT.format(limit="LIMIT %(k)s")
 
     def __init__(self, store: PgStore):
@@ -790,7 +805,7 @@ class PgKeyword:
 
     def _run(self, sql: str, scores: _Terms, **params) -> tuple[np.ndarray, np.ndarray]:
         params = {"k1": BM25_PARAMS["k1"], "b": BM25_PARAMS["b"], "terms": scores.terms, "idf": scores.idf,
-                  "avgdl": scores.avgdl, **params}
+                  "df": scores.df, "avgdl": scores.avgdl, **params}
         with self.store._conn() as conn:
             rows = conn.execute(sql, params).fetchall()
         return (np.asarray([r["id"] for r in rows], dtype=np.int64),
@@ -811,7 +826,7 @@ class PgKeyword:
         terms = sorted(r["term"] for r in rows)
         df = {r["term"]: float(r["df"]) for r in rows}
         idf = [qtf[t] * math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in terms]
-        return _Terms(terms, idf, avgdl, int(max(df.values())))
+        return _Terms(terms, idf, [int(df[t]) for t in terms], avgdl)
 
     def share(self, token: str) -> float:
         with self.store._conn() as conn:
@@ -835,9 +850,10 @@ class PgKeyword:
         if allowed is not None:
             return self._run(self._ALL.format(where="WHERE t.chunk_id = ANY(%(ids)s)", limit="LIMIT %(k)s"),
                              scores, k=k, ids=[int(i) for i in allowed])
-        if scores.max_df <= self.POSTINGS:
+        if sum(scores.df) <= self.POSTINGS:
             return self._run(self._ALL.format(where="", limit="LIMIT %(k)s"), scores, k=k)
-        return self._run(self._TOP, scores, k=k, postings=self.POSTINGS, rescore=max(200, self.RESCORE * k))
+        return self._run(self._TOP, scores, k=k, postings=self.POSTINGS, pool=max(200, self.POOL * k),
+                         rescore=max(k, 50, self.RESCORE * k))
 
 
 class PgIndexes:

@@ -289,7 +289,7 @@ def _complete(union: np.ndarray, ids: np.ndarray, scores: np.ndarray, scorer: Sc
 
 def _dense_scorer(derived: Derived, qvec: np.ndarray) -> Scorer:
     def score(ids: np.ndarray) -> np.ndarray:
-        return derived.vectors.vectors(ids) @ qvec
+        return derived.vectors.similarity(qvec, ids)
 
     return score
 

@@ -82,6 +82,10 @@ class VectorIndex:
         """The stored vectors of these chunk ids (exact scores for candidates the other retriever found)."""
         return self.index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
 
+    def similarity(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Cosine of `query` with these chunks' vectors (the dense score of the other retriever's candidates)."""
+        return self.vectors(ids) @ np.asarray(query, dtype=np.float32).ravel()
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
             self._ids = None
