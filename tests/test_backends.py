@@ -499,6 +499,23 @@ def test_rebuild_with_another_model_on_both_backends(filled, monkeypatch):
 
 
 @pytest.mark.postgres
+def test_local_server_gets_a_page_cache_sized_to_the_machine(pg_url, monkeypatch):
+    """`peru-qa postgres start` (and the tests' server) sets shared_buffers to a quarter of the memory up to 2GB,
+    not PostgreSQL's 128MB; PERU_QA_PG_SHARED_BUFFERS overrides it."""
+    import psycopg
+
+    from peru_qa import pgserver
+
+    with psycopg.connect(pg_url) as conn:
+        shown = conn.execute("SHOW shared_buffers").fetchone()[0]
+    want = pgserver.shared_buffers()
+    assert int(want.removesuffix("MB")) >= 128
+    assert shown == (f"{int(want.removesuffix('MB')) // 1024}GB" if int(want.removesuffix("MB")) % 1024 == 0
+                     else want)
+    monkeypatch.setenv("PERU_QA_PG_SHARED_BUFFERS", "256MB")
+    assert pgserver.shared_buffers() == "256MB"
+
+
 def test_hnsw_build_settings_are_read_when_the_index_is_built(pg_url, docs, embedder, monkeypatch):
     """PERU_QA_PG_HNSW_M / _EF_CONSTRUCTION reach the HNSW index (large collections need a denser graph)."""
     import psycopg

@@ -769,14 +769,16 @@ class PgKeyword:
                                                                          / %(avgdl)s::float8))) AS s
         FROM w JOIN chunk_terms t ON t.term = w.term JOIN chunks c ON c.id = t.chunk_id {where}
         GROUP BY t.chunk_id ORDER BY s DESC, t.chunk_id {limit}"""
-    #: exact scores of the chunks of CTE p: one probe of the (term, chunk) key per chunk and term, the chunk's
-    #: length read once (a join on the chunk alone let the planner read every posting of every chunk: 44 of 52 ms)
+    #: exact scores of the chunks of CTE p: one probe of the (term, chunk) key per chunk and term (a scalar
+    #: subquery, which the planner cannot turn into a join: as a join it read every posting of every candidate
+    #: chunk, 44 of 52 ms of a query at 100k chunks; OFFSET 0 keeps it from being run once per use of `tf`), the
+    #: chunk's length read once
     _EXACT = """
-        SELECT p.chunk_id AS id, sum(w.idf * y.tf / (y.tf + %(k1)s * (1 - %(b)s + %(b)s * c.n_terms
-                                                                       / %(avgdl)s::float8))) AS s
-        FROM p JOIN chunks c ON c.id = p.chunk_id CROSS JOIN w CROSS JOIN LATERAL
-             (SELECT t.tf FROM chunk_terms t WHERE t.term = w.term AND t.chunk_id = p.chunk_id) y
-        GROUP BY p.chunk_id ORDER BY s DESC, p.chunk_id {limit}"""
+        SELECT id, sum(idf * tf / (tf + %(k1)s * (1 - %(b)s + %(b)s * n_terms / %(avgdl)s::float8))) AS s
+        FROM (SELECT p.chunk_id AS id, c.n_terms, w.idf,
+                     (SELECT t.tf FROM chunk_terms t WHERE t.term = w.term AND t.chunk_id = p.chunk_id) AS tf
+              FROM p JOIN chunks c ON c.id = p.chunk_id CROSS JOIN w OFFSET 0) x
+        WHERE tf IS NOT NULL GROUP BY id ORDER BY s DESC, id {limit}"""
     _LOOKUP = _W + ", p AS (SELECT DISTINCT unnest(%(ids)s::bigint[]) AS chunk_id)" + _EXACT.format(limit="")
     _TOP = _W + """,
         top AS MATERIALIZED (SELECT w.term, x.chunk_id, w.idf * x.impact AS s FROM w CROSS JOIN LATERAL
@@ -784,9 +786,9 @@ class PgKeyword:
                LIMIT %(postings)s) x),
         pool AS MATERIALIZED (SELECT chunk_id, sum(s) AS s FROM top GROUP BY chunk_id
               ORDER BY s DESC, chunk_id LIMIT %(pool)s),
-        rest AS (SELECT pool.chunk_id, sum(w.idf * y.impact) AS s FROM pool CROSS JOIN w CROSS JOIN LATERAL
-              (SELECT t.impact FROM chunk_terms t WHERE t.term = w.term AND t.chunk_id = pool.chunk_id) y
-              WHERE w.df > %(postings)s AND NOT EXISTS
+        rest AS (SELECT pool.chunk_id, sum(w.idf * (SELECT t.impact FROM chunk_terms t
+                                                     WHERE t.term = w.term AND t.chunk_id = pool.chunk_id)) AS s
+              FROM pool CROSS JOIN w WHERE w.df > %(postings)s AND NOT EXISTS
                     (SELECT 1 FROM top WHERE top.chunk_id = pool.chunk_id AND top.term = w.term)
               GROUP BY pool.chunk_id),
         p AS MATERIALIZED (SELECT pool.chunk_id FROM pool LEFT JOIN rest USING (chunk_id)
