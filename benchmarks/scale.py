@@ -272,6 +272,13 @@ kb = KnowledgeBase(sys.argv[1], embedder=FixedQueries(data["model"], data["dim"]
 kb.retrieve(data["queries"][0], k=10)
 out["open_seconds"] = round(time.perf_counter() - started, 2)
 out["rss_open_mb"] = status("VmRSS")
+if data.get("warmup") and data["with_model"]:  # other questions first, untimed: a server that has been serving
+    warm = model.encode(data["warmup"], kind="query")
+    started = time.perf_counter()
+    for mode in ("hybrid", "dense", "keyword"):
+        for q, v in zip(data["warmup"], warm):
+            kb.rank(q, 10, mode, qvec=v)
+    out["warmup"] = {"queries": len(data["warmup"]), "seconds": round(time.perf_counter() - started, 1)}
 results = {}
 for mode in ("hybrid", "dense", "keyword"):
     samples, results[mode] = [], []
@@ -325,11 +332,13 @@ print(json.dumps(out))
 
 
 def measure_search(location: str, queries: list[str], qvecs: np.ndarray, model: str, dim: int,
-                   with_model: bool, exact_bm25: bool = True) -> dict:
-    """retrieve() latency, RSS and recall in a fresh process that opens the index (nothing cached from the build)."""
+                   with_model: bool, exact_bm25: bool = True, warmup: list[str] | None = None) -> dict:
+    """retrieve() latency, RSS and recall in a fresh process that opens the index (nothing cached from the build).
+    `warmup`: other questions searched untimed first in every mode (a server that has been serving, rather than
+    the first queries after a start; needs the model loaded)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump({"queries": queries, "vectors": qvecs.tolist(), "model": model, "dim": dim,
-                   "with_model": with_model, "exact_bm25": exact_bm25}, fh)
+                   "with_model": with_model, "exact_bm25": exact_bm25, "warmup": warmup or []}, fh)
     try:
         run = subprocess.run([sys.executable, "-c", SEARCHER, location, fh.name, str(Path(__file__).parent)],
                              capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
@@ -412,7 +421,7 @@ def ann_study(matrix: np.ndarray, qvecs: np.ndarray, hnsw: bool) -> dict:
 
 
 def run_postgres(folder: Path, size: int, base, passages, languages, model: str, dim: int, queries, qvecs,
-                 with_model: bool, exact_bm25: bool = True) -> dict:
+                 with_model: bool, exact_bm25: bool = True, warmup: list[str] | None = None) -> dict:
     """Start a local server in `folder`, bulk-load `size` chunks unless already there, measure, stop it."""
     from peru_qa import pgserver
     from peru_qa.pgstore import PgStore
@@ -428,7 +437,7 @@ def run_postgres(folder: Path, size: int, base, passages, languages, model: str,
             entry.update(build(server.url, size, base, passages, languages, model, dim))
         entry.update(pg_disk(server.url))
         print(f"  {entry}", file=sys.stderr, flush=True)
-        entry.update(measure_search(server.url, queries, qvecs, model, dim, with_model, exact_bm25))
+        entry.update(measure_search(server.url, queries, qvecs, model, dim, with_model, exact_bm25, warmup))
         print(json.dumps(entry, indent=1), file=sys.stderr, flush=True)
     finally:
         pgserver.stop(folder)
@@ -452,10 +461,14 @@ def main() -> None:
                         "(pgserver; stopped at the end) instead of an index folder")
     parser.add_argument("--no-exact-bm25", action="store_true", help="PostgreSQL: skip the comparison with exact "
                         "BM25 (seconds per query at 1M chunks)")
+    parser.add_argument("--warmup", type=int, default=0, help="search this many other questions untimed first "
+                        "(steady state of a serving process and server; default: first queries after opening)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
     passages, languages, queries = real_data(args.shared, args.passages, args.queries)
+    # further questions of the same shuffled pool, disjoint from the timed ones
+    warmup = real_data(args.shared, args.passages, args.queries + args.warmup)[2][args.queries:] if args.warmup else []
     model, dim, base, qvecs, embed_s = embedded(passages, queries)
     top1 = (qvecs @ base.T).max(axis=1)
     results: dict = {"model": model, "real_passages": len(passages),
@@ -464,7 +477,8 @@ def main() -> None:
                      "machine": f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start", "sizes": {}}
     if args.index:
         results["index"] = args.index
-        results["search"] = measure_search(args.index, queries, qvecs, model, dim, not args.no_model)
+        results["search"] = measure_search(args.index, queries, qvecs, model, dim, not args.no_model,
+                                           not args.no_exact_bm25, warmup)
     for size in [] if args.index else args.sizes:
         entry: dict = {"vectors_mb": round(size * dim * 4 / 2**20, 1)}
         results["sizes"][size] = entry
@@ -475,7 +489,7 @@ def main() -> None:
             continue
         if args.postgres:
             entry.update(run_postgres(args.postgres / f"pg-{size}", size, base, passages, languages, model, dim,
-                                      queries, qvecs, not args.no_model, not args.no_exact_bm25))
+                                      queries, qvecs, not args.no_model, not args.no_exact_bm25, warmup))
             continue
         root = args.keep or Path(tempfile.mkdtemp(prefix="peru-qa-scale-"))
         path = root / f"ix-{size}"
@@ -487,7 +501,7 @@ def main() -> None:
         entry.update(publish(path, model, dim))
         entry.update(disk(path))
         print(f"  {entry}", file=sys.stderr, flush=True)
-        entry.update(measure_search(str(path), queries, qvecs, model, dim, not args.no_model))
+        entry.update(measure_search(str(path), queries, qvecs, model, dim, not args.no_model, warmup=warmup))
         print(json.dumps(entry, indent=1), file=sys.stderr, flush=True)
         if not args.keep:
             import shutil
