@@ -170,7 +170,7 @@ def start(folder: str | Path | None = None, port: int | None = None) -> Server:
 
 def shared_buffers() -> str:
     """PostgreSQL's own page cache: PERU_QA_PG_SHARED_BUFFERS, else a quarter of the machine's memory up to 2GB
-    (the usual advice; PostgreSQL's default of 128MB is 6% of the postings and vectors of a million chunks)."""
+    (the usual advice; PostgreSQL's default of 128MB is under 1% of a million-chunk index's 18GB)."""
     if os.environ.get("PERU_QA_PG_SHARED_BUFFERS"):
         return os.environ["PERU_QA_PG_SHARED_BUFFERS"]
     try:
