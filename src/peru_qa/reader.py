@@ -45,7 +45,6 @@ RANKER_FILE = Path(__file__).with_name("ranker.json")
 #: translations scored 0.89-0.97 ("reclusos"/"inmates", "toneladas"/"tonnes"), other pairs 0.83-0.88
 #: ("toneladas"/"dollars", "people"/"inmates"); chosen on the dev split (benchmarks/RESULTS.md).
 COUNTED_COSINE = 0.9
-EVENT_CHECK = True
 #: Most sentences in an extractive answer.
 MAX_SENTENCES = 3
 #: Passages shown when the documents do not support an answer.
@@ -699,7 +698,7 @@ class ExtractiveReader:
             if asks == "quantity":
                 asked = counted(focus.text if focus and focus.asks == "quantity" else analysed.text)
                 uncounted = not names_counted(self.index, asked, first.text)
-            elif asks == "date" and EVENT_CHECK:
+            elif asks == "date":
                 happened = event(focus.text if focus and focus.asks == "date" else analysed.text)
                 uncounted = not names_event(self.index, happened, _read_together(sentences, first))
         relevance = max((s.dense + (calibration.relevance_lexical * s.lexical if s.language == language
