@@ -170,6 +170,24 @@ def test_markdown_metadata_line_is_not_quoted():
     assert [s.text for s in split_passage(page, 0, len(page), "", "es")] == [page.split("\n\n")[1]]
 
 
+def test_initials_do_not_end_a_quoted_sentence():
+    """The answer of "Who translated the hymn?" is "John C. Messenger": a name with an initial, a case name with
+    "v." and "et al." stay in one sentence; real sentence ends and list items are still cut."""
+    page = ("The hymn is known in English by John C. Messenger's translation of its title and first line. "
+            "The ruling in Brown v. Board of Education of Topeka ended legal segregation in schools. "
+            "Los estudios de Jones et al. muestran una tendencia al alza desde el siglo XIX. Después bajó.\n\n"
+            "Medidas adoptadas por el gobierno:\n- Estado de emergencia en Lima y el Callao.\n"
+            "- Patrullaje militar en las calles de Trujillo.")
+    quoted = [s.text for s in split_passage(page, 0, len(page), "", "en")]
+    assert quoted[:3] == [
+        "The hymn is known in English by John C. Messenger's translation of its title and first line.",
+        "The ruling in Brown v. Board of Education of Topeka ended legal segregation in schools.",
+        "Los estudios de Jones et al. muestran una tendencia al alza desde el siglo XIX.",
+    ]
+    assert "Estado de emergencia en Lima y el Callao." in quoted
+    assert "Patrullaje militar en las calles de Trujillo." in quoted
+
+
 @pytest.mark.parametrize("question", [
     "How much cocaine was seized at the port of Chancay in 2025?",
     "¿Cuántos mineros ilegales hay en Arequipa?",
