@@ -2,6 +2,7 @@
 
     PYTHONPATH=src .venv/bin/python benchmarks/pg_keyword.py postgresql://… [--queries 60] \
         [--settings 2000:10:2 2000:3:2 6000:10:2]        # POSTINGS:POOL:RESCORE, the shipped ones first
+        [--probes]                                        # each also with stop 22's per-term probes
 
 Runs the shipped `PgKeyword.search` (k = 100, as hybrid retrieval asks) with each setting on the same questions
 (a third each from XQuAD-es, XQuAD-en and SciFact in ../shared/eval), against exact BM25 (every posting read:
@@ -36,6 +37,29 @@ def questions(n: int) -> list[str]:
     return out
 
 
+def probes_keyword(base):
+    """The keyword search of stop 22, for comparison (--probes): a candidate's missed frequent terms filled in
+    with one postings probe per chunk and term instead of one sparse-vector product per chunk."""
+
+    class ProbesKeyword(base):
+        _TOP = base._W + """,
+            top AS MATERIALIZED (SELECT w.term, x.chunk_id, w.idf * x.impact AS s FROM w CROSS JOIN LATERAL
+                  (SELECT chunk_id, impact FROM chunk_terms t WHERE t.term = w.term ORDER BY impact DESC
+                   LIMIT %(postings)s) x),
+            pool AS MATERIALIZED (SELECT chunk_id, sum(s) AS s FROM top GROUP BY chunk_id
+                  ORDER BY s DESC, chunk_id LIMIT %(pool)s),
+            rest AS (SELECT pool.chunk_id, sum(w.idf * (SELECT t.impact FROM chunk_terms t
+                                                         WHERE t.term = w.term AND t.chunk_id = pool.chunk_id)) AS s
+                  FROM pool CROSS JOIN w WHERE w.df > %(postings)s AND NOT EXISTS
+                        (SELECT 1 FROM top WHERE top.chunk_id = pool.chunk_id AND top.term = w.term)
+                  GROUP BY pool.chunk_id),
+            p AS MATERIALIZED (SELECT pool.chunk_id FROM pool LEFT JOIN rest USING (chunk_id)
+                  ORDER BY pool.s + COALESCE(rest.s, 0) DESC, pool.chunk_id LIMIT %(rescore)s)
+            """ + base._EXACT.format(limit="LIMIT %(k)s")
+
+    return ProbesKeyword
+
+
 def main() -> None:
     from peru_qa.pgstore import PgKeyword, PgStore
     from peru_qa.text import query_tokens
@@ -46,6 +70,8 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+",
                         default=[f"{PgKeyword.POSTINGS}:{PgKeyword.POOL}:{PgKeyword.RESCORE}"])
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "peru-qa" / "pg_keyword")
+    parser.add_argument("--probes", action="store_true", help="also run each setting with stop 22's fill "
+                        "(one postings probe per candidate and missed term)")
     args = parser.parse_args()
 
     store = PgStore(args.url, create=False)
@@ -66,12 +92,15 @@ def main() -> None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(exact))
     per_set = len(qs) // len(SETS)
-    for setting in args.settings:
+    variants = [(s, "bags", keyword) for s in args.settings]
+    if args.probes:
+        variants += [(s, "probes", probes_keyword(PgKeyword)(store)) for s in args.settings]
+    for setting, fill, searcher in variants:
         PgKeyword.POSTINGS, PgKeyword.POOL, PgKeyword.RESCORE = (int(x) for x in setting.split(":"))
         latency, found = [], []
         for t in tokens:
             started = time.perf_counter()
-            found.append(keyword.search(t, 100)[0].tolist())
+            found.append(searcher.search(t, 100)[0].tolist())
             latency.append(1000 * (time.perf_counter() - started))
         r10 = [len(set(a[:10]) & set(b[:10])) / max(1, len(b[:10])) for a, b in zip(found, exact)]
         r100 = [len(set(a) & set(b)) / max(1, len(b)) for a, b in zip(found, exact)]
@@ -82,7 +111,8 @@ def main() -> None:
             got = keyword.lookup(scores, np.asarray(a[:10])) if a else np.zeros(0)
             ties.append(float(np.sum(got >= tenth - 1e-4)) / max(1, min(10, len(b))))
         by_set = [round(float(np.mean(r10[i * per_set:(i + 1) * per_set])), 3) for i in range(len(SETS))]
-        print(json.dumps({"postings:pool:rescore": setting, "p50_ms": round(float(np.percentile(latency, 50)), 1),
+        print(json.dumps({"postings:pool:rescore": setting, "fill": fill,
+                          "p50_ms": round(float(np.percentile(latency, 50)), 1),
                           "p95_ms": round(float(np.percentile(latency, 95)), 1),
                           "recall@10": round(float(np.mean(r10)), 3), "recall@10_ties": round(float(np.mean(ties)), 3),
                           "recall@100": round(float(np.mean(r100)), 3),

@@ -190,7 +190,10 @@ def test_numbered_migrations_bring_an_old_database_up(pg_url, docs, embedder):
     with KnowledgeBase(pg_url, embedder=embedder) as kb:
         kb.add(docs)
         before = [p.chunk_id for p in kb.retrieve("mercury rivers", k=5, mode="keyword")]
+    bags_sql = "SELECT chunk_id, bag::text FROM chunk_bags ORDER BY chunk_id"
     with psycopg.connect(pg_url, autocommit=True) as conn:
+        bags = conn.execute(bags_sql).fetchall()
+        conn.execute("DROP TABLE chunk_bags")
         conn.execute("DROP TABLE totals")
         conn.execute("DROP TABLE originals")
         conn.execute("DROP TABLE term_df")
@@ -200,10 +203,51 @@ def test_numbered_migrations_bring_an_old_database_up(pg_url, docs, embedder):
         assert [p.chunk_id for p in kb.retrieve("mercury rivers", k=5, mode="keyword")] == before
         assert not kb.check(repair=False).problems
     with psycopg.connect(pg_url) as conn:
-        from peru_qa.pgstore import MIGRATIONS
+        from peru_qa.pgstore import MIGRATIONS, bag_text
 
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(len(MIGRATIONS))
         assert conn.execute("SELECT count(*) FROM originals").fetchone()[0] == 0  # created empty
+        # the sparse vectors filled in SQL (migration 5) are what the write path makes of the same impacts
+        again = conn.execute(bags_sql).fetchall()
+        postings = conn.execute("SELECT chunk_id, term, impact FROM chunk_terms").fetchall()
+    assert [c for c, _ in again] == [c for c, _ in bags] and bags
+    impacts: dict[int, dict[str, float]] = {}
+    for chunk_id, term, impact in postings:
+        impacts.setdefault(chunk_id, {})[term] = impact
+
+    def slots(text: str) -> dict[int, float]:
+        return {int(k): float(v) for k, v in (x.split(":") for x in text[1:text.index("}")].split(","))}
+
+    for chunk_id, text in again:
+        got, want = slots(text), slots(bag_text(impacts[chunk_id]))
+        assert got.keys() == want.keys() and np.allclose([got[k] for k in got], [want[k] for k in got], rtol=1e-5)
+
+
+def test_hybrid_searches_at_once_rank_as_one_after_the_other(pg_url, docs, embedder, monkeypatch):
+    """On a server the two retrievers, the cross-scoring and the language look-up run concurrently: the ranking
+    is the one the sequential path gives (same ids, same scores), in both languages and across them."""
+    import dataclasses
+
+    from peru_qa import retrieval
+
+    calls = []
+    monkeypatch.setattr(retrieval, "_rank_remote", (lambda f: lambda *a, **k: calls.append(1) or f(*a, **k))(
+        retrieval._rank_remote))
+    with KnowledgeBase(pg_url, embedder=embedder) as kb:
+        kb.add(docs)
+        derived = kb.indexes.current()
+        assert derived.remote
+        one_by_one = dataclasses.replace(derived, remote=False)
+        for query in ("mercury rivers fish", "narcotraficantes cupos valle", "Lima extorsión", "¿Quién controla "
+                      "el VRAEM?", "zzzz"):
+            qvec = embedder.encode([query], kind="query")[0]
+            got = retrieval.rank(query, 20, "hybrid", derived, None, None, kb.fusion, qvec=qvec,
+                                 languages=kb.store.chunk_languages)
+            want = retrieval.rank(query, 20, "hybrid", one_by_one, None, None, kb.fusion, qvec=qvec,
+                                  languages=kb.store.chunk_languages)
+            assert got.ids.tolist() == want.ids.tolist() and len(got.ids)
+            assert np.allclose(got.scores, want.scores) and got.keyword == want.keyword
+    assert len(calls) == 5
 
 
 def test_keyword_scores_match_bm25s(tmp_path, pg_url, docs, embedder):
@@ -234,10 +278,15 @@ def test_bulk_load_builds_the_indexes_once_and_ranks_alike(tmp_path, pg_url, doc
                                             "('chunks', 'chunk_terms')")}
         constraints = {r[0] for r in conn.execute("SELECT conname FROM pg_constraint WHERE conrelid = "
                                                   "'chunk_terms'::regclass")}
+        constraints |= {r[0] for r in conn.execute("SELECT conname FROM pg_constraint WHERE conrelid = "
+                                                   "'chunk_bags'::regclass")}
         dfs = conn.execute("SELECT count(*) FROM term_df d WHERE df != (SELECT count(*) FROM chunk_terms t "
                            "WHERE t.term = d.term)").fetchone()[0]
+        unbagged = conn.execute("SELECT count(*) FROM chunks c WHERE NOT EXISTS "
+                                "(SELECT 1 FROM chunk_bags g WHERE g.chunk_id = c.id)").fetchone()[0]
     assert {"chunks_embedding_hnsw", "chunk_terms_pkey", "chunk_terms_chunk", "chunk_terms_impact"} <= names
-    assert {"chunk_terms_pkey", "chunk_terms_chunk_id_fkey"} <= constraints and dfs == 0
+    assert {"chunk_terms_pkey", "chunk_terms_chunk_id_fkey", "chunk_bags_pkey", "chunk_bags_chunk_id_fkey"} \
+        <= constraints and dfs == 0 and unbagged == 0
     with KnowledgeBase(pg_url, embedder=embedder) as kb:
         got = [(p.text, round(p.keyword_score, 4)) for p in kb.retrieve("mercury rivers fish", k=5, mode="keyword")]
         assert [t for t, _ in got] == [t for t, _ in want]

@@ -1,11 +1,11 @@
-"""The PostgreSQL backend: one index in a database that a whole team shares (PostgreSQL >= 15 with pgvector).
+"""The PostgreSQL backend: one index in a database that a whole team shares (PostgreSQL >= 15, pgvector >= 0.7).
 
 Everything lives in the database, nothing in per-process files: documents, page texts, chunks, their vectors in a
 pgvector column with an HNSW cosine index (typed `vector(dim)` once the first document fixes the dimension), and
 keyword search as BM25 computed in SQL over a (term, chunk, tf) table filled from the same analysed terms the
 embedded backend gives bm25s, with the same Lucene formula and parameters — so both backends rank alike (exactly
 while a query's terms have at most `PgKeyword.POSTINGS` postings in all; past that only a term's best postings
-are read).
+are read, and each chunk's stored impacts, also kept as a pgvector sparse vector, order the candidates).
 
 Every document is written in one transaction, so readers never see half of one; writers take an advisory lock
 around each commit (the twin check of `Ingest._commit` needs it), searches never wait for it. Connections come from
@@ -17,6 +17,7 @@ cache) goes to a local cache folder named after the database's index id."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -123,7 +124,42 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE originals (content_hash TEXT PRIMARY KEY, name TEXT NOT NULL, data BYTEA NOT NULL);
     """,
+    # 5: each chunk's stored impacts as one pgvector sparse vector over hashed terms (`term_slot`), so that keyword
+    # search fills in the terms a candidate chunk was not among the best postings of with one inner product per
+    # chunk instead of one postings probe per chunk and term (benchmarks/RESULTS.md "Scale"). Needs pgvector >= 0.7.
+    f"""
+    DO $$ BEGIN
+        IF to_regtype('sparsevec') IS NULL THEN
+            RAISE EXCEPTION 'peru-qa needs pgvector 0.7 or later (sparsevec); this server has pgvector %',
+                (SELECT extversion FROM pg_extension WHERE extname = 'vector');
+        END IF;
+    END $$;
+    CREATE TABLE chunk_bags (chunk_id BIGINT PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+                             bag sparsevec NOT NULL);
+    INSERT INTO chunk_bags(chunk_id, bag)
+        SELECT chunk_id, ('{{' || string_agg(slot || ':' || s, ',') || '}}/{1 << 28}')::sparsevec
+        FROM (SELECT chunk_id, ('x' || substr(md5(term), 1, 7))::bit(28)::int + 1 AS slot, sum(impact) AS s
+              FROM chunk_terms GROUP BY 1, 2) x
+        GROUP BY chunk_id;
+    """,
 ]
+
+#: sparse-vector slots of hashed terms (md5's first 28 bits + 1, the same in SQL and in `term_slot`)
+SLOTS = 1 << 28
+
+
+def term_slot(term: str) -> int:
+    """A term's slot in the chunks' sparse vectors (migration 5 computes the same in SQL)."""
+    return int(hashlib.md5(term.encode("utf-8")).hexdigest()[:7], 16) + 1
+
+
+def bag_text(weights: dict[str, float]) -> str:
+    """pgvector's text form of a sparse vector over the terms' slots (colliding terms add up)."""
+    slots: dict[int, float] = {}
+    for term, weight in weights.items():
+        slot = term_slot(term)
+        slots[slot] = slots.get(slot, 0.0) + weight
+    return "{" + ",".join(f"{k}:{v:.7g}" for k, v in sorted(slots.items())) + f"}}/{SLOTS}"
 
 
 class IndexUnavailableError(PeruQAError):
@@ -161,6 +197,8 @@ class PgDerived:
     generation: int
     vectors: PgVectors
     keyword: PgKeyword
+    #: searches are round trips to a server: `retrieval.rank` runs them at once
+    remote: bool = True
 
 
 class PgStore:
@@ -302,7 +340,9 @@ class PgStore:
                 for sql in ("DROP INDEX IF EXISTS chunks_embedding_hnsw", "DROP INDEX IF EXISTS chunk_terms_impact",
                             "DROP INDEX IF EXISTS chunk_terms_chunk",
                             "ALTER TABLE chunk_terms DROP CONSTRAINT IF EXISTS chunk_terms_chunk_id_fkey",
-                            "ALTER TABLE chunk_terms DROP CONSTRAINT IF EXISTS chunk_terms_pkey"):
+                            "ALTER TABLE chunk_terms DROP CONSTRAINT IF EXISTS chunk_terms_pkey",
+                            "ALTER TABLE chunk_bags DROP CONSTRAINT IF EXISTS chunk_bags_chunk_id_fkey",
+                            "ALTER TABLE chunk_bags DROP CONSTRAINT IF EXISTS chunk_bags_pkey"):
                     conn.execute(sql)
             conn.execute("SET synchronous_commit = off")
             self._local.bulk = True
@@ -326,6 +366,9 @@ class PgStore:
                 conn.execute("CREATE INDEX chunk_terms_impact ON chunk_terms(term, impact DESC) INCLUDE (chunk_id)")
                 conn.execute("ALTER TABLE chunk_terms ADD CONSTRAINT chunk_terms_chunk_id_fkey FOREIGN KEY (chunk_id) "
                              "REFERENCES chunks(id) ON DELETE CASCADE")
+                conn.execute("ALTER TABLE chunk_bags ADD CONSTRAINT chunk_bags_pkey PRIMARY KEY (chunk_id)")
+                conn.execute("ALTER TABLE chunk_bags ADD CONSTRAINT chunk_bags_chunk_id_fkey FOREIGN KEY (chunk_id) "
+                             "REFERENCES chunks(id) ON DELETE CASCADE")
             timings["keyword_index_seconds"] = round(time.perf_counter() - started, 1)
             started = time.perf_counter()
             dim = int(self.meta("dimension") or 0)
@@ -334,7 +377,8 @@ class PgStore:
                 _create_hnsw(conn)
             timings["vector_index_seconds"] = round(time.perf_counter() - started, 1)
             started = time.perf_counter()
-            conn.execute("VACUUM ANALYZE chunks, chunk_terms, term_df")  # index-only scans need the visibility map
+            # index-only scans need the visibility map
+            conn.execute("VACUUM ANALYZE chunks, chunk_terms, chunk_bags, term_df")
             timings["vacuum_seconds"] = round(time.perf_counter() - started, 1)
         finally:
             conn.execute("RESET maintenance_work_mem")
@@ -464,13 +508,19 @@ class PgStore:
         avgdl = max(1.0, (total["terms"] + sum(len(c.terms) for c in chunks)) / (total["chunks"] + len(chunks)))
         k1, b = BM25_PARAMS["k1"], BM25_PARAMS["b"]
         df: Counter[str] = Counter()
+        bags: list[str] = []
         with cur.copy("COPY chunk_terms (term, chunk_id, tf, impact) FROM STDIN") as copy:
             for cid, c in zip(ids, chunks):
                 norm = k1 * (1 - b + b * len(c.terms) / avgdl)
                 counts = Counter(c.terms)
                 df.update(counts.keys())
+                impacts = {term: tf / (tf + norm) for term, tf in counts.items()}
                 for term, tf in counts.items():
-                    copy.write_row((term, cid, tf, tf / (tf + norm)))
+                    copy.write_row((term, cid, tf, impacts[term]))
+                bags.append(bag_text(impacts))
+        with cur.copy("COPY chunk_bags (chunk_id, bag) FROM STDIN") as copy:
+            for cid, bag in zip(ids, bags):
+                copy.write_row((cid, bag))
         if df:  # in term order: concurrent writers lock the same rows in the same order
             terms = sorted(df)
             cur.execute("INSERT INTO term_df(term, df) SELECT * FROM unnest(%s::text[], %s::bigint[]) "
@@ -604,8 +654,9 @@ class PgStore:
                 "SELECT count(*) AS n FROM documents d "
                 "WHERE n_chunks != (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id)").fetchone()["n"]
             no_terms = conn.execute(
-                "SELECT count(*) AS n FROM chunks c WHERE n_terms > 0 AND NOT EXISTS "
-                "(SELECT 1 FROM chunk_terms t WHERE t.chunk_id = c.id)").fetchone()["n"]
+                "SELECT count(*) AS n FROM chunks c WHERE n_terms > 0 AND (NOT EXISTS "
+                "(SELECT 1 FROM chunk_terms t WHERE t.chunk_id = c.id) OR NOT EXISTS "
+                "(SELECT 1 FROM chunk_bags g WHERE g.chunk_id = c.id))").fetchone()["n"]
             totals = conn.execute("SELECT t.chunks = (SELECT count(*) FROM chunks) AND t.terms = "
                                   "(SELECT COALESCE(sum(n_terms), 0) FROM chunks) AS ok FROM totals t").fetchone()["ok"]
         if bad:
@@ -642,7 +693,8 @@ class PgStore:
         with self._conn() as conn:
             return int(conn.execute(
                 "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0) AS n FROM pg_class c "
-                "WHERE c.relname IN ('meta', 'documents', 'pages', 'chunks', 'chunk_terms', 'totals', 'originals') "
+                "WHERE c.relname IN ('meta', 'documents', 'pages', 'chunks', 'chunk_terms', 'chunk_bags', 'totals', "
+                "'originals') "
                 "AND c.relkind = 'r'"
             ).fetchone()["n"])
 
@@ -715,9 +767,9 @@ class PgVectors:
             args.append([int(i) for i in allowed])
         with self.store.transaction() as conn:
             # ef_search bounds what HNSW returns (default 40): at least the candidates asked for, with margin;
-            # 400 by default (PERU_QA_PG_EF_SEARCH): at 1M chunks recall@10 was 0.78 at 200, 0.92 at 400, 0.925 at
-            # 800 (benchmarks/RESULTS.md "Scale: 100k and 1M chunks, both backends").
-            ef = max(2 * k, int(os.environ.get("PERU_QA_PG_EF_SEARCH", "400")))
+            # 800 by default (PERU_QA_PG_EF_SEARCH): at 1M chunks (m 32, ef_construction 128) dense recall@10 was
+            # 0.938 at 400 and 0.972 at 800, p95 38 ms either way (benchmarks/RESULTS.md "Scale", stop 23).
+            ef = max(2 * k, int(os.environ.get("PERU_QA_PG_EF_SEARCH", "800")))
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(1000, ef)),))
             conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
             rows = conn.execute(
@@ -748,12 +800,11 @@ class PgKeyword:
 
     Exact while the query's terms have at most `POSTINGS` postings in all (the same ranking as bm25s). Past that,
     each term contributes its `POSTINGS` best postings by stored impact (an index-only scan; a term with fewer is
-    read whole); the best `POOL`·k chunks by those partial scores get the impacts of the frequent terms they were
-    not among the best postings of (one index probe each), and the best `RESCORE`·k of those get their exact BM25
-    score. A chunk can be missed only if none of its terms puts it among a term's best postings, or if the stored
-    impacts (written with the average chunk length of their time) order it far from its exact score
-    (benchmarks/RESULTS.md "Scale": at a million chunks, recall@10 0.97–0.99 for questions with a rare name or
-    number, 0.65 for long questions made of common words)."""
+    read whole); the best `POOL`·k chunks by those partial scores are ordered by their full stored-impact score (one
+    inner product of the chunk's sparse vector of impacts, chunk_bags, with the query's idf weights), and the best
+    `RESCORE`·k of those get their exact BM25 score. A chunk can be missed only if none of its terms puts it among
+    a term's best postings, or if the stored impacts (written with the average chunk length of their time) order
+    it far from its exact score (benchmarks/RESULTS.md "Scale")."""
 
     POSTINGS = 2000
     POOL = 10
@@ -785,15 +836,10 @@ class PgKeyword:
         top AS MATERIALIZED (SELECT w.term, x.chunk_id, w.idf * x.impact AS s FROM w CROSS JOIN LATERAL
               (SELECT chunk_id, impact FROM chunk_terms t WHERE t.term = w.term ORDER BY impact DESC
                LIMIT %(postings)s) x),
-        pool AS MATERIALIZED (SELECT chunk_id, sum(s) AS s FROM top GROUP BY chunk_id
-              ORDER BY s DESC, chunk_id LIMIT %(pool)s),
-        rest AS (SELECT pool.chunk_id, sum(w.idf * (SELECT t.impact FROM chunk_terms t
-                                                     WHERE t.term = w.term AND t.chunk_id = pool.chunk_id)) AS s
-              FROM pool CROSS JOIN w WHERE w.df > %(postings)s AND NOT EXISTS
-                    (SELECT 1 FROM top WHERE top.chunk_id = pool.chunk_id AND top.term = w.term)
-              GROUP BY pool.chunk_id),
-        p AS MATERIALIZED (SELECT pool.chunk_id FROM pool LEFT JOIN rest USING (chunk_id)
-              ORDER BY pool.s + COALESCE(rest.s, 0) DESC, pool.chunk_id LIMIT %(rescore)s)
+        pool AS MATERIALIZED (SELECT chunk_id FROM top GROUP BY chunk_id ORDER BY sum(s) DESC, chunk_id
+              LIMIT %(pool)s),
+        p AS MATERIALIZED (SELECT pool.chunk_id FROM pool JOIN chunk_bags g USING (chunk_id)
+              ORDER BY g.bag <#> %(bag)s::sparsevec, pool.chunk_id LIMIT %(rescore)s)
         """ + _EXACT.format(limit="LIMIT %(k)s")
 
     def __init__(self, store: PgStore):
@@ -856,7 +902,7 @@ class PgKeyword:
         if sum(scores.df) <= self.POSTINGS:
             return self._run(self._ALL.format(where="", limit="LIMIT %(k)s"), scores, k=k)
         return self._run(self._TOP, scores, k=k, postings=self.POSTINGS, pool=max(200, self.POOL * k),
-                         rescore=max(k, 50, self.RESCORE * k))
+                         rescore=max(k, 50, self.RESCORE * k), bag=bag_text(dict(zip(scores.terms, scores.idf))))
 
 
 class PgIndexes:

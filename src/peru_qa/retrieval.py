@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -303,6 +304,8 @@ def rank(query: str, n: int, mode: str, derived: Derived, embedder: Embedder | N
     empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
     dense = keyword = empty
     dense_scorer = keyword_scorer = None
+    if getattr(derived, "remote", False) and mode == "hybrid" and (embedder is not None or qvec is not None):
+        return _rank_remote(query, n, derived, embedder, allowed, params, qvec, languages)
     if mode != "keyword" and (embedder is not None or qvec is not None):
         if qvec is None:
             qvec = embedder.encode([query], kind="query")[0]
@@ -317,6 +320,58 @@ def rank(query: str, n: int, mode: str, derived: Derived, embedder: Embedder | N
     language = detect_language(query) if mode == "hybrid" else "en"
     return fuse(dense, keyword, language, params, dense_scorer=dense_scorer, keyword_scorer=keyword_scorer,
                 languages=languages)
+
+
+#: Threads for a database server's searches (`Derived.remote`): they wait on the server, not on the CPU.
+_REMOTE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="peru-qa-search")
+
+
+def _rank_remote(query: str, n: int, derived: Derived, embedder: Embedder | None, allowed: np.ndarray | None,
+                 params: FusionParams, qvec: np.ndarray | None, languages: LanguageOf | None) -> Ranked:
+    """`rank` in hybrid mode against a database server: the dense and keyword searches run at once, then the
+    exact scores each side's candidates get from the other side and the candidates' languages (each a round
+    trip to the server) — the same ranking as `rank`, in the time of the slowest query rather than the sum
+    (benchmarks/RESULTS.md "Scale")."""
+    tokens = query_tokens(query)
+
+    def keyword_side():
+        scores = derived.keyword.scores(tokens)
+        return derived.keyword.search(tokens, n, allowed, scores=scores), scores
+
+    pending = _REMOTE.submit(keyword_side)
+    if qvec is None:
+        qvec = embedder.encode([query], kind="query")[0]
+    dense = derived.vectors.search(qvec, n, allowed)
+    keyword, scores = pending.result()
+    d_ids, k_ids = (np.asarray(side[0], dtype=np.int64) for side in (dense, keyword))
+    union = np.asarray(list(dict.fromkeys([*map(int, d_ids), *map(int, k_ids)])), dtype=np.int64)
+    dense_only, keyword_only = np.setdiff1d(d_ids, k_ids), np.setdiff1d(k_ids, d_ids)
+    language = detect_language(query)
+    weight = params.dense_weight.get(language, params.dense_weight["en"])
+    mixed = len(d_ids) and len(k_ids) and 0.0 < weight < 1.0 and params.cross_lingual_dense_weight is not None
+    lookups = _REMOTE.submit(derived.keyword.lookup, scores, dense_only) if scores is not None and len(
+        dense_only) else None
+    langs = _REMOTE.submit(languages, union) if languages is not None and mixed else None
+    known: dict[str, dict[int, float]] = {"dense": {}, "keyword": {}}
+    # As in `fuse`: a scorer that fails (an id removed mid-update) leaves its side's conservative fill value.
+    try:
+        if len(keyword_only):
+            known["dense"] = dict(zip(keyword_only.tolist(), derived.vectors.similarity(qvec, keyword_only).tolist()))
+    except Exception:
+        pass
+    try:
+        if lookups is not None:
+            known["keyword"] = dict(zip(dense_only.tolist(), lookups.result().tolist()))
+    except Exception:
+        pass
+    language_of = dict(zip(union.tolist(), langs.result())) if langs is not None else {}
+
+    def scorer(side: str) -> Scorer:
+        return lambda ids: np.asarray([known[side][int(i)] for i in ids], dtype=np.float64)
+
+    return fuse(dense, keyword, language, params, dense_scorer=scorer("dense"),
+                keyword_scorer=scorer("keyword") if scores is not None else None,
+                languages=(lambda ids: [language_of[int(i)] for i in ids]) if langs is not None else None)
 
 
 def search(query: str, k: int, mode: str, derived: Derived, store: Store, embedder: Embedder | None,
