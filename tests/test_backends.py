@@ -182,7 +182,7 @@ def test_pgvector_holds_the_vectors(pg_url, docs, embedder):
     assert terms == chunks and version == str(len(MIGRATIONS))
 
 
-def test_numbered_migrations_bring_an_old_database_up(pg_url, docs, embedder):
+def test_numbered_migrations_bring_an_old_database_up(pg_url, docs, embedder, capsys):
     """A database left at schema v1 (no totals, no term_df, no impacts, no originals) is migrated on open to the
     current version; nothing is lost, search still works."""
     import psycopg
@@ -199,7 +199,9 @@ def test_numbered_migrations_bring_an_old_database_up(pg_url, docs, embedder):
         conn.execute("DROP TABLE term_df")
         conn.execute("ALTER TABLE chunk_terms DROP COLUMN impact")  # drops its index too
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    capsys.readouterr()
     with KnowledgeBase(pg_url, embedder=embedder) as kb:
+        assert "from schema v1 to v" in capsys.readouterr().err  # said, as it can take minutes
         assert [p.chunk_id for p in kb.retrieve("mercury rivers", k=5, mode="keyword")] == before
         assert not kb.check(repair=False).problems
     with psycopg.connect(pg_url) as conn:

@@ -281,6 +281,9 @@ class PgStore:
             if version > len(MIGRATIONS):
                 raise PeruQAError(f"index schema v{version} is newer than this peru-qa (v{len(MIGRATIONS)}): "
                                   "upgrade peru-qa")
+            if 0 < version < len(MIGRATIONS):  # an existing index: filling new tables can take minutes at 1M chunks
+                print(f"peru-qa: updating {self.location} from schema v{version} to v{len(MIGRATIONS)} "
+                      "(once) ...", file=sys.stderr, flush=True)
             for number in range(version, len(MIGRATIONS)):
                 conn.execute(MIGRATIONS[number])
                 conn.execute("INSERT INTO meta(key, value) VALUES ('schema_version', %s) "
