@@ -466,9 +466,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    passages, languages, queries = real_data(args.shared, args.passages, args.queries)
-    # further questions of the same shuffled pool, disjoint from the timed ones
-    warmup = real_data(args.shared, args.passages, args.queries + args.warmup)[2][args.queries:] if args.warmup else []
+    passages, languages, pool = real_data(args.shared, args.passages, args.queries + args.warmup)
+    # the warm-up questions: further questions of the same shuffled pool, disjoint from the timed ones
+    queries, warmup = pool[:args.queries], pool[args.queries:]
     model, dim, base, qvecs, embed_s = embedded(passages, queries)
     top1 = (qvecs @ base.T).max(axis=1)
     results: dict = {"model": model, "real_passages": len(passages),

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -148,6 +149,7 @@ MIGRATIONS: list[str] = [
 SLOTS = 1 << 28
 
 
+@lru_cache(maxsize=1 << 17)
 def term_slot(term: str) -> int:
     """A term's slot in the chunks' sparse vectors (migration 5 computes the same in SQL)."""
     return int(hashlib.md5(term.encode("utf-8")).hexdigest()[:7], 16) + 1

@@ -240,12 +240,8 @@ def fuse(dense: tuple[np.ndarray, np.ndarray], keyword: tuple[np.ndarray, np.nda
     query gets that dense weight instead: its keyword score only reflects shared names and numbers."""
     d_ids, d_scores = (np.asarray(a) for a in dense)
     k_ids, k_scores = (np.asarray(a) for a in keyword)
-    union = np.asarray(list(dict.fromkeys([*map(int, d_ids), *map(int, k_ids)])), dtype=np.int64)
-    w = params.dense_weight.get(language, params.dense_weight["en"])
-    if len(d_ids) == 0:
-        w = 0.0
-    elif len(k_ids) == 0:
-        w = 1.0
+    union = _union(d_ids, k_ids)
+    w = _dense_weight(params, language, d_ids, k_ids)
     dense_full = _complete(union, d_ids, d_scores, dense_scorer, float(d_scores.min()) if len(d_ids) else 0.0)
     kw_full = _complete(union, k_ids, k_scores, keyword_scorer, 0.0)
     # The scale is fitted on the union of each side's top `candidates` only, whatever the number asked for.
@@ -255,7 +251,7 @@ def fuse(dense: tuple[np.ndarray, np.ndarray], keyword: tuple[np.ndarray, np.nda
     ref = np.fromiter((int(i) in top for i in union), dtype=bool, count=len(union))
     weights = np.full(len(union), w)
     cross = params.cross_lingual_dense_weight
-    if languages is not None and cross is not None and 0.0 < w < 1.0 and len(union):
+    if languages is not None and _weighs_languages(params, w) and len(union):
         other = np.asarray([lang != language for lang in languages(union)], dtype=bool)
         weights[other] = cross
     combined = (weights * _normalise(dense_full, dense_full[ref], how, floor_zero=False)
@@ -267,6 +263,25 @@ def fuse(dense: tuple[np.ndarray, np.ndarray], keyword: tuple[np.ndarray, np.nda
         dense={int(i): float(s) for i, s in zip(union, dense_full)} if len(d_ids) else {},
         keyword={int(i): float(s) for i, s in zip(union, kw_full)} if len(k_ids) else {},
     )
+
+
+def _union(d_ids: np.ndarray, k_ids: np.ndarray) -> np.ndarray:
+    """Both retrievers' candidates, dense ones first, each once."""
+    return np.asarray(list(dict.fromkeys([*map(int, d_ids), *map(int, k_ids)])), dtype=np.int64)
+
+
+def _dense_weight(params: FusionParams, language: str, d_ids: np.ndarray, k_ids: np.ndarray) -> float:
+    """The dense side's weight for the query's language; a side without candidates drops out."""
+    if len(d_ids) == 0:
+        return 0.0
+    if len(k_ids) == 0:
+        return 1.0
+    return params.dense_weight.get(language, params.dense_weight["en"])
+
+
+def _weighs_languages(params: FusionParams, weight: float) -> bool:
+    """Whether candidates' languages change their weights (only when both sides count)."""
+    return params.cross_lingual_dense_weight is not None and 0.0 < weight < 1.0
 
 
 def _complete(union: np.ndarray, ids: np.ndarray, scores: np.ndarray, scorer: Scorer | None,
@@ -344,14 +359,13 @@ def _rank_remote(query: str, n: int, derived: Derived, embedder: Embedder | None
     dense = derived.vectors.search(qvec, n, allowed)
     keyword, scores = pending.result()
     d_ids, k_ids = (np.asarray(side[0], dtype=np.int64) for side in (dense, keyword))
-    union = np.asarray(list(dict.fromkeys([*map(int, d_ids), *map(int, k_ids)])), dtype=np.int64)
+    union = _union(d_ids, k_ids)
     dense_only, keyword_only = np.setdiff1d(d_ids, k_ids), np.setdiff1d(k_ids, d_ids)
     language = detect_language(query)
-    weight = params.dense_weight.get(language, params.dense_weight["en"])
-    mixed = len(d_ids) and len(k_ids) and 0.0 < weight < 1.0 and params.cross_lingual_dense_weight is not None
     lookups = _REMOTE.submit(derived.keyword.lookup, scores, dense_only) if scores is not None and len(
         dense_only) else None
-    langs = _REMOTE.submit(languages, union) if languages is not None and mixed else None
+    weighed = languages is not None and _weighs_languages(params, _dense_weight(params, language, d_ids, k_ids))
+    langs = _REMOTE.submit(languages, union) if weighed and len(union) else None
     known: dict[str, dict[int, float]] = {"dense": {}, "keyword": {}}
     # As in `fuse`: a scorer that fails (an id removed mid-update) leaves its side's conservative fill value.
     try:

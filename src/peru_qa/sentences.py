@@ -275,8 +275,8 @@ def reader_spans(page: str, start: int, end: int) -> list[Span]:
     cuts cost the reader the answer of 1.1% of XQuAD questions (the gold answer spans two sentences), syntok's
     0.2% (benchmarks/RESULTS.md); paragraph and list-item breaks are kept."""
     spans = split_sentences(page, start, end)
-    if len(spans) < 2:
-        return spans
+    if not any(_INITIAL.search(page, s.start, s.end) for s in spans[:-1]):
+        return spans  # no cut after an initial: nothing for syntok to read
     ends = _syntok_ends(page[start:end], start)
     out = [spans[0]]
     for span in spans[1:]:
