@@ -376,3 +376,31 @@ def test_a_date_of_another_event_is_quoted_with_a_caveat(reader_kb):
     assert gather(reader_kb, "When was César Hinostroza born?").uncounted
     answer = reader_kb.ask("When was César Hinostroza born?", llm=False)
     assert answer.abstained or "clearly states the date" in answer.caveat, answer.text
+
+
+def _sentence(passage: int, text: str, language: str, rank: float, vector):
+    from peru_qa.answer_types import Sentence
+
+    return Sentence(passage, 0, len(text), text, vector, frozenset(), language, score=0.8, rank=rank, answers=True)
+
+
+def test_other_language_sentence_with_another_fact_supports_the_answer():
+    """A question-language sentence opening the answer does not shut out the other language: the fact asked is
+    often only there ("¿Dónde se esconde…?" → an English "hiding in Chile"). A translation of a quoted sentence
+    (same figures) is still quoted once, in the question's language."""
+    import numpy as np
+
+    from peru_qa.answer_types import Evidence
+    from peru_qa.reader import select
+
+    axes = np.eye(4, dtype=np.float32)
+    echo = _sentence(0, "Los Pulpos es la banda más conocida de Trujillo desde 2015.", "es", 1.0, axes[0])
+    twin = _sentence(1, "Los Pulpos has been Trujillo's best-known gang since 2015.", "en", 0.8, axes[1])
+    fact = _sentence(1, "Police believe the leader of Los Pulpos is hiding in Chile.", "en", 0.5, axes[2])
+    passages = [_passage(0, "es"), _passage(1, "en")]
+    found = Evidence("¿Dónde se esconde el líder de Los Pulpos?", "", "es", passages, [echo, twin, fact],
+                     support=0.8, threshold=0.5, asks="place", ranked=True)
+    chosen = [s.text for s in select(found).sentences]
+    assert chosen[0] == echo.text
+    assert fact.text in chosen, "the other language's fact is quoted after the question language's sentence"
+    assert twin.text not in chosen, "the same fact is not quoted twice in two languages"

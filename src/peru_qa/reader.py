@@ -151,6 +151,10 @@ REDUNDANCY = 0.6
 SAME_LANGUAGE_BONUS = 0.05
 #: Two sentences in different languages this close (cosine of their vectors) state the same thing: a twin.
 TWIN_COSINE = 0.87
+#: The same, for a supporting sentence in the other language: stricter, since every sentence of a bilingual topic
+#: is close to the others (translations of corpus sentences 0.88-0.93; the sentences of one MAAP paragraph and its
+#: English retelling 0.89-0.94 with different figures).
+TWIN_SUPPORT_COSINE = 0.93
 #: ... and one in the question's language is quoted instead when it scores at most this much lower.
 TWIN_MARGIN = 0.15
 #: The answer opens with a sentence carrying the kind asked (a number for "how many") when it ranks at most this
@@ -458,6 +462,15 @@ def _same_fact(a: Sentence, b: Sentence) -> bool:
         iter(shared))))
 
 
+def _twins(a: Sentence, b: Sentence) -> bool:
+    """Two sentences in different languages that say the same thing: the same figures, or, without figures, vectors
+    as close as a translation's (TWIN_SUPPORT_COSINE; sentences of one topic with different facts reach 0.92)."""
+    if a.language == b.language:
+        return False
+    fa, fb = _facts(a), _facts(b)
+    return fa == fb and (bool(fa) or float(a.vector @ b.vector) >= TWIN_SUPPORT_COSINE)
+
+
 @dataclass
 class _Choice:
     sentences: list[Sentence]
@@ -535,8 +548,11 @@ def select(found: Evidence, limit: int = MAX_SENTENCES) -> _Choice:
             continue
         if any(_same_fact(s, c) for c in chosen):
             continue
-        if s.language != language and any(c.language == language for c in chosen):
-            continue  # twins in both languages: answer in the question's, not twice in two
+        if s.language != language and any(_twins(s, c) or (c.language == language and not s.about) for c in chosen):
+            # The same fact in both languages: answer in the question's, not twice in two. Nor does a sentence in
+            # the other language that names none of the question's names support an answer already begun in the
+            # question's language (small bilingual indexes: any sentence of the other language ranks high).
+            continue
         lead = antecedent(s)
         if lead is not None and lead not in chosen:
             if len(chosen) + 2 > limit:
