@@ -140,7 +140,42 @@ def test_cli_on_both_backends(filled, capsys, monkeypatch):
     assert "mining.txt" in out
 
 
+def test_warm_reads_the_index_and_search_still_answers(filled, embedder, capsys):
+    """`peru-qa warm` reads what questions read (after a reboot they would wait on the disk): the SQLite file and
+    derived files of a folder, the HNSW graph, impacts, postings and rows of a database."""
+    with KnowledgeBase(filled, embedder=embedder) as kb:
+        parts = kb.warm()
+        size = kb.stats()["size_bytes"]
+        assert kb.retrieve("illegal gold mining in Madre de Dios", k=3)
+    names = {p.name for p in parts}
+    assert parts and not any(p.skipped for p in parts) and all(p.bytes >= 0 for p in parts)
+    if filled.startswith("postgresql://"):
+        assert {"chunks_embedding_hnsw", "chunk_bags", "chunk_terms_impact", "chunks"} <= names
+    else:
+        assert "peru_qa.sqlite" in names
+        assert sum(p.bytes for p in parts) >= size * 0.9  # the whole folder (size_bytes is taken after)
+    assert main(["warm", "--index", filled]) == 0
+    out = capsys.readouterr().out
+    assert "warm:" in out and ("chunks_embedding_hnsw" in out or "peru_qa.sqlite" in out)
+
+
 # --- Postgres only -------------------------------------------------------------------------------------------
+
+def test_warm_stops_at_the_servers_cache_size(pg_url, docs, embedder):
+    """What would not fit in the cache the server declares (effective_cache_size) is not read: reading it would
+    push out what was read before."""
+    import psycopg
+
+    with KnowledgeBase(pg_url, embedder=embedder) as kb:
+        assert kb.add(docs).ok
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        database = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f'ALTER DATABASE "{database}" SET effective_cache_size = \'64kB\'')
+    with KnowledgeBase(pg_url, embedder=embedder) as kb:
+        parts = kb.warm()
+    read = [p for p in parts if not p.skipped]
+    assert sum(p.bytes for p in read) <= 64 * 1024
+    assert any(p.skipped and p.bytes > 0 for p in parts)
 
 def test_wrong_url_is_one_clear_line(capsys):
     code = main(["search", "anything", "--index", "postgresql://nobody@127.0.0.1:1/none"])

@@ -114,6 +114,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_warm(args: argparse.Namespace) -> int:
+    def show(part) -> None:
+        what = "skipped (over the server's effective_cache_size)" if part.skipped else f"in {part.seconds:.1f} s"
+        print(f"{part.name}  {part.bytes / 2**20:,.0f} MB  {what}", flush=True)
+
+    with _open(args, create=False) as kb:
+        parts = kb.warm(show)
+    read = [p for p in parts if not p.skipped]
+    print(f"warm: {sum(p.bytes for p in read) / 2**20:,.0f} MB read in {sum(p.seconds for p in read):.1f} s")
+    return 0
+
+
 def cmd_remove(args: argparse.Namespace) -> int:
     index = args.index
     with (KnowledgeBase(index, model=args.model, create=False) if index else KnowledgeBase(model=args.model)) as kb:
@@ -274,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-repair", action="store_true", help="only report")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("warm", parents=[common],
+                       help="read the index into memory once (after a reboot or a server restart)")
+    p.set_defaults(func=cmd_warm)
 
     p = sub.add_parser("eval", parents=[common],
                        help="retrieval quality on a BEIR folder or gold .jsonl questions (nDCG@10, recall, MRR)")

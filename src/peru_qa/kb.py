@@ -19,7 +19,7 @@ from .errors import DocumentNotFound, EmptyQueryError, ModelMismatchError, PeruQ
 from .ingest import AddReport, FileResult, Ingest, ProgressFn, TextDocument, iter_files
 from .maintenance import CheckReport
 from .retrieval import MODES, Filters, FusionParams, Passage, Ranked, fusion_for_model, rank, search
-from .store import DocumentRecord
+from .store import DocumentRecord, Warmed
 
 #: Answers questions for `KnowledgeBase.ask`: (kb, question, history, **options) -> Answer. Registered by the
 #: package's __init__ (peru_qa.answer.ask) so that this module never imports the answer layer (one-way imports).
@@ -244,6 +244,10 @@ class KnowledgeBase:
             return maintenance.reindex(self)
         self.model_name, self._embedder = target, None
         return maintenance.re_embed(self, progress)
+
+    def warm(self, progress: Callable[[Warmed], None] | None = None) -> list[Warmed]:
+        """Read the index into memory once (after a reboot, the first questions otherwise wait on the disk)."""
+        return self.store.warm(progress)
 
     def check(self, repair: bool = True) -> CheckReport:
         """Every chunk has exactly one vector and one keyword entry; counts match the manifest."""

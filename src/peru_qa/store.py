@@ -113,6 +113,17 @@ class DocumentRecord:
 
 
 @dataclass
+class Warmed:
+    """One part of an index read into memory by `warm` (a file, or a PostgreSQL table or index)."""
+
+    name: str
+    bytes: int
+    seconds: float
+    #: Left out: it would not fit in the memory the server says it caches (PostgreSQL's effective_cache_size).
+    skipped: bool = False
+
+
+@dataclass
 class ChunkRow:
     page: int
     section: str
@@ -327,6 +338,26 @@ class Store:
 
     def original_bytes(self, content_hash: str) -> bytes | None:
         return None
+
+    def warm(self, progress: Callable[[Warmed], None] | None = None) -> list[Warmed]:
+        """Read the index's files once, so that the first questions after a reboot do not wait on the disk (the
+        derived vector index is read whole when a process opens the index; SQLite is read page by page)."""
+        out: list[Warmed] = []
+        for folder, _dirs, files in os.walk(self.path):
+            for name in sorted(files):
+                path = Path(folder) / name
+                start = time.perf_counter()
+                try:
+                    with path.open("rb") as handle:
+                        size = 0
+                        while block := handle.read(1 << 23):
+                            size += len(block)
+                except OSError:  # a staging file that vanished while publishing
+                    continue
+                out.append(Warmed(str(path.relative_to(self.path)), size, time.perf_counter() - start))
+                if progress:
+                    progress(out[-1])
+        return out
 
     def size_bytes(self) -> int:
         """Bytes the index folder takes on disk. Another process may be publishing meanwhile (staging folders
