@@ -68,7 +68,8 @@ def main() -> None:
     parser.add_argument("url")
     parser.add_argument("--queries", type=int, default=60)
     parser.add_argument("--settings", nargs="+",
-                        default=[f"{PgKeyword.POSTINGS}:{PgKeyword.POOL}:{PgKeyword.RESCORE}"])
+                        default=[f"{PgKeyword.POSTINGS}:{PgKeyword.POOL}:{PgKeyword.RESCORE}",
+                                 ":".join(str(v) for v in PgKeyword.ALONE)])
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "peru-qa" / "pg_keyword")
     parser.add_argument("--probes", action="store_true", help="also run each setting with stop 22's fill "
                         "(one postings probe per candidate and missed term)")

@@ -345,12 +345,35 @@ def test_keyword_past_the_exact_limit_rescores_exactly(pg_url, docs, embedder, m
         kb.add(docs)
         exact = kb.retrieve("mercury rivers fish", k=3, mode="keyword")
         assert kb.indexes.current().keyword.scores(query_tokens("mercury rivers fish")).max_df > 1  # path taken
-        monkeypatch.setattr(PgKeyword, "POSTINGS", 1)
-        monkeypatch.setattr(PgKeyword, "RESCORE", 1)
+        monkeypatch.setattr(PgKeyword, "ALONE", (1, 10, 1))
         approx = kb.retrieve("mercury rivers fish", k=3, mode="keyword")
     assert approx and approx[0].chunk_id == exact[0].chunk_id
     scores = {p.chunk_id: p.keyword_score for p in exact}
     assert all(abs(p.keyword_score - scores[p.chunk_id]) < 1e-4 for p in approx if p.chunk_id in scores)
+
+
+def test_keyword_search_alone_reads_deeper_than_in_hybrid(pg_url, docs, embedder, monkeypatch):
+    """In keyword mode nothing makes up for a chunk the approximate search misses, so it reads `ALONE`'s deeper
+    postings and pool; hybrid keeps the shallower setting."""
+    from peru_qa.pgstore import PgKeyword
+
+    with KnowledgeBase(pg_url, embedder=embedder) as kb:
+        kb.add(docs)
+        monkeypatch.setattr(PgKeyword, "POSTINGS", 1)
+        monkeypatch.setattr(PgKeyword, "ALONE", (2, 7, 1))
+        seen: list[int] = []
+        run = PgKeyword._run
+
+        def spy(self, sql, scores, **params):
+            seen.append(params.get("postings"))
+            return run(self, sql, scores, **params)
+
+        monkeypatch.setattr(PgKeyword, "_run", spy)
+        assert kb.retrieve("mercury rivers fish", k=3, mode="keyword")
+        alone, seen[:] = list(seen), []
+        assert kb.retrieve("mercury rivers fish", k=3, mode="hybrid")
+    assert 2 in alone and 1 not in alone
+    assert 1 in seen and 2 not in seen
 
 
 def test_copy_embedded_to_postgres_and_back(tmp_path, pg_url, docs, embedder, capsys):

@@ -64,9 +64,10 @@ class KeywordIndex:
         return np.where(found, scores[rows], 0.0).astype(np.float32)
 
     def search(self, tokens: list[str], k: int, allowed: np.ndarray | None = None,
-               scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               scores: np.ndarray | None = None, alone: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (chunk ids, BM25 scores) with a positive score; `allowed` restricts to those ids.
-        `scores` may pass in what `scores(tokens)` returned, to avoid computing it twice."""
+        `scores` may pass in what `scores(tokens)` returned, to avoid computing it twice. Always exact, so `alone`
+        (the keyword search is the whole ranking) changes nothing here."""
         if self.retriever is None or not tokens or k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         scores = self.scores(tokens) if scores is None else scores

@@ -329,7 +329,7 @@ def rank(query: str, n: int, mode: str, derived: Derived, embedder: Embedder | N
     if mode != "dense":
         tokens = query_tokens(query)
         all_scores = derived.keyword.scores(tokens)
-        keyword = derived.keyword.search(tokens, n, allowed, scores=all_scores)
+        keyword = derived.keyword.search(tokens, n, allowed, scores=all_scores, alone=mode == "keyword")
         if all_scores is not None:
             keyword_scorer = lambda ids: derived.keyword.lookup(all_scores, ids)  # noqa: E731
     language = detect_language(query) if mode == "hybrid" else "en"
