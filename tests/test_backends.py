@@ -148,12 +148,12 @@ def test_warm_reads_the_index_and_search_still_answers(filled, embedder, capsys)
         size = kb.stats()["size_bytes"]
         assert kb.retrieve("illegal gold mining in Madre de Dios", k=3)
     names = {p.name for p in parts}
-    assert parts and not any(p.skipped for p in parts) and all(p.bytes >= 0 for p in parts)
+    assert parts and not any(p.skipped for p in parts) and all(p.size >= 0 for p in parts)
     if filled.startswith("postgresql://"):
         assert {"chunks_embedding_hnsw", "chunk_bags", "chunk_terms_impact", "chunks"} <= names
     else:
         assert "peru_qa.sqlite" in names
-        assert sum(p.bytes for p in parts) >= size * 0.9  # the whole folder (size_bytes is taken after)
+        assert sum(p.size for p in parts) >= size * 0.9  # the whole folder (size_bytes is taken after)
     assert main(["warm", "--index", filled]) == 0
     out = capsys.readouterr().out
     assert "warm:" in out and ("chunks_embedding_hnsw" in out or "peru_qa.sqlite" in out)
@@ -174,8 +174,8 @@ def test_warm_stops_at_the_servers_cache_size(pg_url, docs, embedder):
     with KnowledgeBase(pg_url, embedder=embedder) as kb:
         parts = kb.warm()
     read = [p for p in parts if not p.skipped]
-    assert sum(p.bytes for p in read) <= 64 * 1024
-    assert any(p.skipped and p.bytes > 0 for p in parts)
+    assert sum(p.size for p in read) <= 64 * 1024
+    assert any(p.skipped and p.size > 0 for p in parts)
 
 def test_wrong_url_is_one_clear_line(capsys):
     code = main(["search", "anything", "--index", "postgresql://nobody@127.0.0.1:1/none"])

@@ -395,8 +395,11 @@ def test_other_language_sentence_with_another_fact_supports_the_answer():
 
     axes = np.eye(4, dtype=np.float32)
     echo = _sentence(0, "Los Pulpos es la banda más conocida de Trujillo desde 2015.", "es", 1.0, axes[0])
-    twin = _sentence(1, "Los Pulpos has been Trujillo's best-known gang since 2015.", "en", 0.8, axes[1])
-    fact = _sentence(1, "Police believe the leader of Los Pulpos is hiding in Chile.", "en", 0.5, axes[2])
+    # A translation: the same year and a vector as close as a translation's (here the same).
+    twin = _sentence(1, "Los Pulpos has been Trujillo's best-known gang since 2015.", "en", 0.8, axes[0])
+    # Another fact of the same year: not a twin.
+    fact = _sentence(1, "Police believe the leader of Los Pulpos has hidden in Chile since 2015.", "en", 0.5,
+                     axes[2])
     passages = [_passage(0, "es"), _passage(1, "en")]
     found = Evidence("¿Dónde se esconde el líder de Los Pulpos?", "", "es", passages, [echo, twin, fact],
                      support=0.8, threshold=0.5, asks="place", ranked=True)

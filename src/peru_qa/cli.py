@@ -117,12 +117,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_warm(args: argparse.Namespace) -> int:
     def show(part) -> None:
         what = "skipped (over the server's effective_cache_size)" if part.skipped else f"in {part.seconds:.1f} s"
-        print(f"{part.name}  {part.bytes / 2**20:,.0f} MB  {what}", flush=True)
+        print(f"{part.name}  {part.size / 2**20:,.0f} MB  {what}", flush=True)
 
     with _open(args, create=False) as kb:
         parts = kb.warm(show)
     read = [p for p in parts if not p.skipped]
-    print(f"warm: {sum(p.bytes for p in read) / 2**20:,.0f} MB read in {sum(p.seconds for p in read):.1f} s")
+    print(f"warm: {sum(p.size for p in read) / 2**20:,.0f} MB read in {sum(p.seconds for p in read):.1f} s")
     return 0
 
 

@@ -463,12 +463,16 @@ def _same_fact(a: Sentence, b: Sentence) -> bool:
 
 
 def _twins(a: Sentence, b: Sentence) -> bool:
-    """Two sentences in different languages that say the same thing: the same figures, or, without figures, vectors
-    as close as a translation's (TWIN_SUPPORT_COSINE; sentences of one topic with different facts reach 0.92)."""
+    """Two sentences in different languages that say the same thing: the same figures (two, or one that is not a
+    year), else the same year or none and vectors as close as a translation's (TWIN_SUPPORT_COSINE)."""
     if a.language == b.language:
         return False
     fa, fb = _facts(a), _facts(b)
-    return fa == fb and (bool(fa) or float(a.vector @ b.vector) >= TWIN_SUPPORT_COSINE)
+    if fa != fb:
+        return False
+    if len(fa) >= 2 or (fa and not re.fullmatch(r"(19|20)\d\d", next(iter(fa)))):
+        return True
+    return float(a.vector @ b.vector) >= TWIN_SUPPORT_COSINE
 
 
 @dataclass

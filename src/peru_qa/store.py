@@ -117,7 +117,7 @@ class Warmed:
     """One part of an index read into memory by `warm` (a file, or a PostgreSQL table or index)."""
 
     name: str
-    bytes: int
+    size: int  # bytes
     seconds: float
     #: Left out: it would not fit in the memory the server says it caches (PostgreSQL's effective_cache_size).
     skipped: bool = False
