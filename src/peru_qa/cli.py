@@ -12,6 +12,7 @@ from .errors import PeruQAError
 from .kb import KnowledgeBase
 from .progress import progress_bar
 from .retrieval import MODES, Filters
+from .store import Warmed
 
 
 def _open(args: argparse.Namespace, create: bool = True, answers: bool = False) -> KnowledgeBase:
@@ -115,7 +116,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_warm(args: argparse.Namespace) -> int:
-    def show(part) -> None:
+    def show(part: Warmed) -> None:
         what = "skipped (over the server's effective_cache_size)" if part.skipped else f"in {part.seconds:.1f} s"
         print(f"{part.name}  {part.size / 2**20:,.0f} MB  {what}", flush=True)
 
