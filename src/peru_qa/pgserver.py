@@ -170,26 +170,28 @@ def start(folder: str | Path | None = None, port: int | None = None) -> Server:
     return server
 
 
+def _memory_mb() -> int | None:
+    """The machine's memory in MB (None when the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (ValueError, OSError):
+        return None
+
+
 def shared_buffers() -> str:
     """PostgreSQL's own page cache: PERU_QA_PG_SHARED_BUFFERS, else a quarter of the machine's memory up to 2GB
     (the usual advice; PostgreSQL's default of 128MB is under 1% of a million-chunk index's 18GB)."""
     if os.environ.get("PERU_QA_PG_SHARED_BUFFERS"):
         return os.environ["PERU_QA_PG_SHARED_BUFFERS"]
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return "128MB"
-    return f"{max(128, min(2048, memory // 4 // 2**20))}MB"
+    memory = _memory_mb()
+    return "128MB" if memory is None else f"{max(128, min(2048, memory // 4))}MB"
 
 
 def effective_cache_size() -> str:
     """What the server may count on the operating system to cache: three quarters of the machine's memory (the
     usual advice; the planner's estimate, and how much `peru-qa warm` reads)."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return "4GB"
-    return f"{max(512, memory * 3 // 4 // 2**20)}MB"
+    memory = _memory_mb()
+    return "4GB" if memory is None else f"{max(512, memory * 3 // 4)}MB"
 
 
 def _create_database(port: int) -> None:

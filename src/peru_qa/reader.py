@@ -452,27 +452,22 @@ def _facts(sentence: Sentence) -> set[str]:
     return set(re.findall(r"\d[\d.,]*\d|\d", sentence.text))
 
 
-def _same_fact(a: Sentence, b: Sentence) -> bool:
-    if a.text in b.text or b.text in a.text or _overlap(a.text, b.text) >= REDUNDANCY:
-        return True
+def _same_figures(a: Sentence, b: Sentence) -> bool:
+    """The same figures in both, at least two or one that is not a year: one fact retold, or translated."""
     fa, fb = _facts(a), _facts(b)
-    # Twins across languages, or one fact retold: the same figures (at least two, or one that is not a year).
-    shared = fa & fb
-    return bool(shared) and shared == fa == fb and (len(shared) >= 2 or not re.fullmatch(r"(19|20)\d\d", next(
-        iter(shared))))
+    return bool(fa) and fa == fb and (len(fa) >= 2 or not re.fullmatch(r"(19|20)\d\d", next(iter(fa))))
+
+
+def _same_fact(a: Sentence, b: Sentence) -> bool:
+    return a.text in b.text or b.text in a.text or _overlap(a.text, b.text) >= REDUNDANCY or _same_figures(a, b)
 
 
 def _twins(a: Sentence, b: Sentence) -> bool:
-    """Two sentences in different languages that say the same thing: the same figures (two, or one that is not a
-    year), else the same year or none and vectors as close as a translation's (TWIN_SUPPORT_COSINE)."""
+    """Two sentences in different languages that say the same thing: the same figures, else the same year or none
+    and vectors as close as a translation's (TWIN_SUPPORT_COSINE)."""
     if a.language == b.language:
         return False
-    fa, fb = _facts(a), _facts(b)
-    if fa != fb:
-        return False
-    if len(fa) >= 2 or (fa and not re.fullmatch(r"(19|20)\d\d", next(iter(fa)))):
-        return True
-    return float(a.vector @ b.vector) >= TWIN_SUPPORT_COSINE
+    return _same_figures(a, b) or (_facts(a) == _facts(b) and float(a.vector @ b.vector) >= TWIN_SUPPORT_COSINE)
 
 
 @dataclass
