@@ -29,7 +29,8 @@ CORPUS = {
         "The gang is led by Carlos Arteaga, alias \"El Monstruo\", who police believe is hiding in Paraguay.")),
     "mineria": ("Minería ilegal", "es", (
         "La minería ilegal de oro en Madre de Dios destruye los bosques y contamina los ríos con mercurio. "
-        "El REINFO es el registro que permite a los mineros pequeños seguir trabajando mientras se formalizan.")),
+        "El REINFO es el registro que permite a los mineros pequeños seguir trabajando mientras se formalizan. "
+        "El REINFO fue creado en 2016 por el Decreto Legislativo 1293 para la formalización minera.")),
 }
 
 
@@ -69,6 +70,22 @@ def _quotes_are_verbatim(kb, answer) -> None:
     ("Why did Hinostroza flee?", "reason"),
     ("¿Por qué huyó Hinostroza?", "reason"),
     ("What did Operation Mercurio do?", "other"),
+    # The noun after which/what/qué tells when the question words do not.
+    ("Which two Callao prosecutors opened the case?", "who"),
+    ("¿Qué dirigente de Saweto denunciaba la tala ilegal?", "who"),
+    ("By what alias is the guerrilla commander known?", "who"),
+    ("In which Andean village did the war start?", "place"),
+    ("¿En qué comunidad se refugiaron?", "place"),
+    ("What was the prison occupancy rate in 2016?", "quantity"),
+    ("¿Qué superficie de coca había en 2022?", "quantity"),
+    ("What prison terms did the law set for leaders?", "quantity"),
+    ("¿Cuál fue la principal razón para no denunciar?", "reason"),
+    ("Which law created Peru's Financial Intelligence Unit?", "law"),
+    ("What was Peru's first comprehensive law against human trafficking?", "law"),
+    ("¿Qué decreto supremo declaró la emergencia?", "law"),
+    ("What is \"contamination\"?", "definition"),
+    ("What does the October emergency decree forbid?", "other"),
+    ("What role did the army play?", "other"),
 ])
 def test_question_kinds_in_both_languages(question, kind):
     assert classify(question) == kind
@@ -84,6 +101,9 @@ def test_question_kinds_in_both_languages(question, kind):
     # The name.
     ("Who leads Los Pulpos?", "Carlos Arteaga"),
     ("¿Quién es el líder de Los Pulpos?", "Carlos Arteaga"),
+    # The law: its number.
+    ("Which decree created the REINFO registry?", "Decreto Legislativo 1293"),
+    ("¿Qué norma creó el REINFO?", "Decreto Legislativo 1293"),
 ])
 def test_the_sentence_carrying_the_asked_kind_wins(reader_kb, question, needle):
     from peru_qa.answer import gather

@@ -52,7 +52,7 @@ class Answer:
     language_note: str = ""
     #: One line saying that the cited sources give different values for the asked figure, citing each ('' if not).
     conflict: str = ""
-    #: What the question asks for: quantity, date, who, place, definition, reason or other.
+    #: What the question asks for: quantity, date, who, place, definition, reason, law or other.
     asks: str = "other"
     #: Set when the answer quotes the closest statements but none clearly states what was asked.
     hedge: str = ""

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 from .text import _stopwords, fold, keyword_tokens
 
-#: Kinds of answer, in the order they are tested: "how many people were killed when…" asks for a quantity.
-KINDS = ("quantity", "date", "who", "place", "definition", "reason")
+#: Kinds of answer, in the order they are tested: "how many people were killed when…" asks for a quantity. "law":
+#: which law, decree or resolution (the answer is its number: "Ley 27693", "Decreto Supremo 100-2024-PCM").
+KINDS = ("quantity", "date", "who", "place", "definition", "reason", "law")
 
 _PATTERNS = {
     "quantity": r"\b(how many|how much|what share|what percentage|what proportion|what fraction|what number|"
-                r"number of|how large|how big|how long|how far|how old|what (?:was|is|were|are) the (?:figure|"
+                r"number of|how large|how big|how high|how long|how far|how old|what (?:was|is|were|are) the (?:figure|"
                 r"number|amount|total|count|rate|price|value|area|size)|cuant[oa]s?|que porcentaje|que proporcion|"
                 r"que cantidad|que parte|que numero|numero de|cifra|que tan grande|que extension|(?:el|la) "
                 r"(?:monto|total|tasa|precio|valor|area|superficie) de)\b",
@@ -65,13 +66,65 @@ class Question:
     names: frozenset[str]
 
 
+#: What the noun after "which/what/qué/cuál" names, when the patterns above do not tell ("Which two Callao
+#: prosecutors…", "¿Qué dirigente de Saweto…?", "In which Andean village…", "What was the prison occupancy
+#: rate…"): people and named things (the answer is a name), places, amounts. Folded, singular and plural.
+_HEAD_KINDS = {
+    "who": "person persons people man men woman women leader leaders head boss bosses commander commanders chief "
+           "chiefs founder founders prosecutor prosecutors judge judges minister ministers president presidents "
+           "official officials officer officers lawyer lawyers journalist journalists singer singers mayor mayors "
+           "governor governors general generals congressman congressmen lawmaker lawmakers businessman "
+           "businessmen lord lords trafficker traffickers alias nickname name names orchestra band bands "
+           "programme program programs programmes project projects operation operations firm firms "
+           "dirigente dirigentes lider lideres jefe jefes cabecilla cabecillas fundador fundadores fiscal fiscales "
+           "juez jueces ministro ministra ministros presidente presidenta funcionario funcionarios policia "
+           "abogado abogados periodista periodistas cantante cantantes alcalde alcaldes gobernador congresista "
+           "congresistas empresario empresarios narcotraficante narcotraficantes capo capos alias apodo nombre "
+           "orquesta programa programas proyecto proyectos operativo operacion",
+    "place": "city cities town towns village villages district districts province provinces region regions "
+             "department departments country countries port ports valley valleys border river rivers "
+             "community communities location locations site sites prison prisons "
+             "ciudad ciudades pueblo pueblos localidad localidades comunidad comunidades distrito distritos "
+             "provincia provincias region regiones departamento departamentos pais paises puerto puertos valle "
+             "valles frontera rio rios lugar lugares zona zonas penal penales carcel",
+    "quantity": "area rate share percentage number amount total figure figures price value fee fees term terms "
+                "sentence sentences penalty penalties salary size population toll sum longest maximum minimum "
+                "superficie tasa porcentaje numero monto cifra cifras precio valor cuota cuotas pena penas sueldo "
+                "tamano poblacion suma maximo minimo",
+    "reason": "reason reasons cause causes motive motives razon razones motivo motivos causa causas",
+    "law": "law laws act acts decree decrees statute statutes resolution resolutions regulation regulations "
+           "norm norms ley leyes decreto decretos resolucion resoluciones norma normas reglamento reglamentos",
+}
+_HEAD_OF = {word: kind for kind, words in _HEAD_KINDS.items() for word in words.split()}
+#: Words that end the noun phrase after "which/what": the question's verb, its auxiliaries, prepositions.
+_HEAD_STOP = frozenset(("is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "can", "could",
+                        "will", "would", "of", "in", "on", "for", "from", "to", "by", "with", "at", "es", "son",
+                        "fue", "fueron", "era", "eran", "se", "ha", "han", "habia", "de", "del", "en", "a", "al",
+                        "por", "para", "con", "que"))
+_HEAD = re.compile(r"\b(?:which|what|que|cual|cuales)\s+(?:(?:is|are|was|were|es|son|fue|era) )?"
+                   r"(?:(?:the|el|la|los|las) )?((?:\w+ ){0,4})")
+
+
+def _head_kind(folded: str) -> str:
+    """The kind named by the noun after "which/what/qué/cuál" (the last noun before the verb), or ''."""
+    for match in _HEAD.finditer(folded + " "):
+        kind = ""
+        for word in match.group(1).split():
+            if word in _HEAD_STOP:
+                break
+            kind = _HEAD_OF.get(word, kind)
+        if kind:
+            return kind
+    return ""
+
+
 def classify(question: str) -> str:
     """The kind of answer asked for, or "other" ("What did Operation Mercurio do?")."""
-    folded = fold(question).replace("¿", " ").strip()
-    for kind in KINDS:
-        if _COMPILED[kind].search(folded):
+    folded = re.sub(r"[\"“”«»]", "", fold(question).replace("¿", " ")).strip()  # 'What is "X"?' is a definition
+    for kind, pattern in _COMPILED.items():
+        if pattern.search(folded):
             return kind
-    return "other"
+    return _head_kind(re.sub(r"[^\w\s]", " ", re.sub(r"['’]s\b", "", folded))) or "other"
 
 
 def content_words(text: str) -> tuple[frozenset[str], ...]:

