@@ -123,8 +123,8 @@ def test_leaning_sentence_is_quoted_with_the_one_before(reader_kb):
     answer = reader_kb.ask("When was César Hinostroza detained in Madrid?", llm=False)
     texts = [q.text for q in answer.quotes]
     lean = next(i for i, t in enumerate(texts) if "Fue detenido en Madrid ese mismo mes" in t)
-    # Quoted as one statement with the sentence it leans on (adjacent on the page), or right after it.
-    assert "7 de octubre de 2018" in texts[lean] or (lean > 0 and "7 de octubre de 2018" in texts[lean - 1])
+    # Quoted as one statement with the sentence it leans on (adjacent on the page).
+    assert "7 de octubre de 2018" in texts[lean]
 
 
 @pytest.mark.parametrize("question, source_language, note", [
@@ -427,3 +427,21 @@ def test_other_language_sentence_with_another_fact_supports_the_answer():
     assert chosen[0] == echo.text
     assert fact.text in chosen, "the other language's fact is quoted after the question language's sentence"
     assert twin.text not in chosen, "the same fact is not quoted twice in two languages"
+
+
+def test_adjacent_quotes_of_one_passage_become_one_in_page_order():
+    from peru_qa.answer_types import Quote
+    from peru_qa.reader import _join_adjacent
+
+    page = "A patrol was ambushed near Natividad. Seven officers died.\n\nThe army sent troops."
+    ambush, died, troops = (Quote(t, 1, page.index(t), page.index(t) + len(t)) for t in
+                            ("A patrol was ambushed near Natividad.", "Seven officers died.", "The army sent troops."))
+    # The answer quoted the fact first and its context second: one quote, in the order of the page.
+    joined = _join_adjacent([died, ambush], lambda n: page)
+    assert [(q.text, q.start, q.end) for q in joined] == [
+        ("A patrol was ambushed near Natividad. Seven officers died.", 0, page.index("\n\n"))]
+    # A paragraph break, another passage ([2]) or a sentence in between keep quotes apart.
+    assert len(_join_adjacent([died, troops], lambda n: page)) == 2
+    other = Quote(ambush.text, 2, ambush.start, ambush.end)
+    assert len(_join_adjacent([died, other], lambda n: page)) == 2
+    assert len(_join_adjacent([ambush, troops], lambda n: page)) == 2
