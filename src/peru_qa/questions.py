@@ -72,8 +72,8 @@ class Question:
 _HEAD_KINDS = {
     "who": "person persons people man men woman women leader leaders head boss bosses commander commanders chief "
            "chiefs founder founders prosecutor prosecutors judge judges minister ministers president presidents "
-           "official officials officer officers lawyer lawyers journalist journalists singer singers mayor mayors "
-           "governor governors general generals congressman congressmen lawmaker lawmakers businessman "
+           "official officials officer officers lawyer lawyers journalist journalists singer singers "
+           "governor governors congressman congressmen lawmaker lawmakers businessman "
            "businessmen lord lords trafficker traffickers alias nickname name names orchestra band bands "
            "programme program programs programmes project projects operation operations firm firms "
            "dirigente dirigentes lider lideres jefe jefes cabecilla cabecillas fundador fundadores fiscal fiscales "
@@ -83,17 +83,17 @@ _HEAD_KINDS = {
            "orquesta programa programas proyecto proyectos operativo operacion",
     "place": "city cities town towns village villages district districts province provinces region regions "
              "department departments country countries port ports valley valleys border river rivers "
-             "community communities location locations site sites prison prisons "
+             "community communities location locations site sites "
              "ciudad ciudades pueblo pueblos localidad localidades comunidad comunidades distrito distritos "
              "provincia provincias region regiones departamento departamentos pais paises puerto puertos valle "
              "valles frontera rio rios lugar lugares zona zonas penal penales carcel",
-    "quantity": "area rate share percentage number amount total figure figures price value fee fees term terms "
-                "sentence sentences penalty penalties salary size population toll sum longest maximum minimum "
+    "quantity": "area rate share percentage number amount total figure figures price value fee fees "
+                "penalty penalties salary size population toll sum longest maximum minimum "
                 "superficie tasa porcentaje numero monto cifra cifras precio valor cuota cuotas pena penas sueldo "
                 "tamano poblacion suma maximo minimo",
     "reason": "reason reasons cause causes motive motives razon razones motivo motivos causa causas",
     "law": "law laws act acts decree decrees statute statutes resolution resolutions regulation regulations "
-           "norm norms ley leyes decreto decretos resolucion resoluciones norma normas reglamento reglamentos",
+           "ley leyes decreto decretos resolucion resoluciones reglamento reglamentos",
 }
 _HEAD_OF = {word: kind for kind, words in _HEAD_KINDS.items() for word in words.split()}
 #: Words that end the noun phrase after "which/what": the question's verb, its auxiliaries, prepositions.
@@ -101,20 +101,22 @@ _HEAD_STOP = frozenset(("is", "are", "was", "were", "do", "does", "did", "has", 
                         "will", "would", "of", "in", "on", "for", "from", "to", "by", "with", "at", "es", "son",
                         "fue", "fueron", "era", "eran", "se", "ha", "han", "habia", "de", "del", "en", "a", "al",
                         "por", "para", "con", "que"))
-_HEAD = re.compile(r"\b(?:which|what|que|cual|cuales)\s+(?:(?:is|are|was|were|es|son|fue|era) )?"
+_HEAD = re.compile(r"\b(which|what|que|cual|cuales)\s+(?:(?:is|are|was|were|es|son|fue|era) )?"
                    r"(?:(?:the|el|la|los|las) )?((?:\w+ ){0,4})")
 
 
 def _head_kind(folded: str) -> str:
-    """The kind named by the noun after "which/what/qué/cuál" (the last noun before the verb), or ''."""
+    """The kind named by the noun after "which/what/qué/cuál", or '': in English the noun before the verb
+    ("which two Callao prosecutors started…"), in Spanish the first ("¿qué penas fijó la ley…?")."""
     for match in _HEAD.finditer(folded + " "):
-        kind = ""
-        for word in match.group(1).split():
+        kinds = []
+        for word in match.group(2).split():
             if word in _HEAD_STOP:
                 break
-            kind = _HEAD_OF.get(word, kind)
-        if kind:
-            return kind
+            if word in _HEAD_OF:
+                kinds.append(_HEAD_OF[word])
+        if kinds:
+            return kinds[0] if match.group(1) in ("que", "cual", "cuales") else kinds[-1]
     return ""
 
 
