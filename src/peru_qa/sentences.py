@@ -93,6 +93,25 @@ _LEANS_BACK = re.compile(
     re.IGNORECASE)
 
 
+#: Spanish drops the subject: a sentence that opens with a finite verb ("Fue capturado en Medellín…", "Murieron
+#: siete policías…", "Salió del Perú…") is about what the sentence before names.
+_SPANISH_VERB = re.compile(r"^[\s\"“«(]*(?:(?:se|lo|la|los|las|le|les) )?(?:fue|fueron|era|eran|habia|habian|ha|han|"
+                           r"estaba|estaban|esta|estan|tenia|tenian|seria|serian|sera|seran|hubo|dijo|dijeron|"
+                           r"\w+(?:aron|ieron|yeron|aba|aban))\b")
+
+
+_CLITICS = frozenset(("se", "lo", "la", "los", "las", "le", "les"))
+
+
+def _opens_with_verb(text: str) -> bool:
+    words = re.match(r"[\s\"“«(]*(\w+)(?: (\w+))?", text)
+    if words is None:
+        return False
+    verb = words.group(2) or "" if fold(words.group(1)) in _CLITICS else words.group(1)
+    # A preterite's written accent ("Salió", "Se entregó", "Anunció"); nouns rarely end in a stressed -ó.
+    return verb.endswith("ó") or bool(_SPANISH_VERB.match(fold(text[:40])))
+
+
 @dataclass(frozen=True)
 class SentenceInfo:
     """A quotable sentence of a chunk: its span in the page text and what it carries."""
@@ -222,12 +241,6 @@ def _values(text: str) -> tuple[float, ...]:
     return tuple(out)
 
 
-def cites_law(text: str) -> bool:
-    """Whether a sentence names a law, decree or resolution by its number (the answer to "which law…?"). Read at
-    question time, not stored with the sentence, so stored sentences stay valid."""
-    return bool(_LEGAL_NUMBER.search(text))
-
-
 def analyse(text: str, language: str) -> tuple[frozenset[str], bool, frozenset[str], tuple[float, ...]]:
     """(kinds of answer carried, leans on the previous sentence, names, quantity values) of one sentence."""
     carries = set()
@@ -254,9 +267,12 @@ def analyse(text: str, language: str) -> tuple[frozenset[str], bool, frozenset[s
         carries.add("definition")
     if _REASON.search(fold(text)):
         carries.add("reason")
+    if _LEGAL_NUMBER.search(text):  # "Ley 27693", "Decreto Supremo 100-2024-PCM": the answer to "which law…?"
+        carries.add("law")
     folded_names = {fold(w) for n in names for w in re.findall(r"\w+", n) if len(w) > 2}
     folded_names |= {m.group().rstrip('.,% ') for m in _NUMBER.finditer(text)}
-    return frozenset(carries), bool(_LEANS_BACK.search(fold(text[:60]))), frozenset(folded_names), values
+    leans = bool(_LEANS_BACK.search(fold(text[:60]))) or (language == "es" and _opens_with_verb(text))
+    return frozenset(carries), leans, frozenset(folded_names), values
 
 
 #: A span ending in a word of one or two letters and a period: where syntok's reading is asked (it also merges
@@ -336,7 +352,8 @@ class SentenceStore:
     #: Bumped when sentence boundaries change (2: `reader_spans`): stored sentences are then computed again.
     VERSION = 2
     #: Bumped when `analyse` changes: stored sentences are then re-analysed on load (their vectors stay valid).
-    ANALYSIS = 2
+    #: 3: the "law" kind; Spanish sentences that open with a verb lean on the sentence before.
+    ANALYSIS = 3
 
     def __init__(self, folder: Path):
         self.path = Path(folder) / self.FILE
