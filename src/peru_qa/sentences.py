@@ -98,8 +98,6 @@ _LEANS_BACK = re.compile(
 _SPANISH_VERB = re.compile(r"^[\s\"“«(]*(?:(?:se|lo|la|los|las|le|les) )?(?:fue|fueron|era|eran|habia|habian|ha|han|"
                            r"estaba|estaban|esta|estan|tenia|tenian|seria|serian|sera|seran|hubo|dijo|dijeron|"
                            r"\w+(?:aron|ieron|yeron|aba|aban))\b")
-
-
 _CLITICS = frozenset(("se", "lo", "la", "los", "las", "le", "les"))
 
 
