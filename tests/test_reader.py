@@ -470,3 +470,20 @@ def test_law_numbers_answer_which_law():
     assert "law" in analyse("El REINFO fue creado en 2016 por el Decreto Legislativo 1293.", "es")[0]
     assert "law" in analyse("Law 27693 created the Financial Intelligence Unit in 2002.", "en")[0]
     assert "law" not in analyse("The police counted 2,126 homicides in 2024.", "en")[0]
+
+
+def test_a_retelling_in_the_other_language_with_one_more_detail_is_a_twin():
+    """'…created by Law 27693 in 2002.' and '…fue creada en 2002 por la Ley 27693 y forma parte de la SBS desde
+    2007.' state one fact: quoted once. Sharing one figure is not enough."""
+    import numpy as np
+
+    from peru_qa.reader import _twins
+
+    axes = np.eye(3, dtype=np.float32)
+    english = _sentence(0, "The Financial Intelligence Unit was created by Law 27693 in 2002.", "en", 1.0, axes[0])
+    spanish = _sentence(1, "La UIF fue creada en 2002 por la Ley 27693 y forma parte de la SBS desde 2007.", "es",
+                        0.5, axes[1])
+    other = _sentence(1, "La UIF recibió 12.000 reportes de operaciones sospechosas en 2002.", "es", 0.5, axes[2])
+    assert _twins(english, spanish) and _twins(spanish, english)
+    assert not _twins(english, other)
+    assert not _twins(english, _sentence(1, english.text, "en", 0.5, axes[0])), "twins are in two languages"

@@ -465,11 +465,15 @@ def _same_fact(a: Sentence, b: Sentence) -> bool:
 
 
 def _twins(a: Sentence, b: Sentence) -> bool:
-    """Two sentences in different languages that say the same thing: the same figures, else the same year or none
-    and vectors as close as a translation's (TWIN_SUPPORT_COSINE)."""
+    """Two sentences in different languages that say the same thing: the same figures (or two or more of them, all
+    of one's in the other: a retelling that adds a detail), else the same year or none and vectors as close as a
+    translation's (TWIN_SUPPORT_COSINE)."""
     if a.language == b.language:
         return False
-    return _same_figures(a, b) or (_facts(a) == _facts(b) and float(a.vector @ b.vector) >= TWIN_SUPPORT_COSINE)
+    fa, fb = _facts(a), _facts(b)
+    if _same_figures(a, b) or (len(fa & fb) >= 2 and (fa <= fb or fb <= fa)):
+        return True
+    return fa == fb and float(a.vector @ b.vector) >= TWIN_SUPPORT_COSINE
 
 
 @dataclass
