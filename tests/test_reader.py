@@ -487,3 +487,43 @@ def test_a_retelling_in_the_other_language_with_one_more_detail_is_a_twin():
     assert _twins(english, spanish) and _twins(spanish, english)
     assert not _twins(english, other)
     assert not _twins(english, _sentence(1, english.text, "en", 0.5, axes[0])), "twins are in two languages"
+
+
+def test_the_question_languages_retelling_replaces_the_other_languages_sentence():
+    """A Spanish question: the Spanish retelling (one more detail) opens the answer instead of the English sentence,
+    and the English one is not quoted too."""
+    import numpy as np
+
+    from peru_qa.answer_types import Evidence
+    from peru_qa.reader import select
+
+    axes = np.eye(3, dtype=np.float32)
+    english = _sentence(0, "The Financial Intelligence Unit was created by Law 27693 in 2002.", "en", 1.0, axes[0])
+    spanish = _sentence(1, "La UIF fue creada en 2002 por la Ley 27693 y forma parte de la SBS desde 2007.", "es",
+                        0.5, axes[1])
+    found = Evidence("¿Qué ley creó la UIF?", "", "es", [_passage(0, "en"), _passage(1, "es")], [english, spanish],
+                     support=0.8, threshold=0.5, asks="law", ranked=True)
+    assert [s.text for s in select(found).sentences] == [spanish.text]
+
+
+def test_months_in_both_languages():
+    from peru_qa.sentences import months
+
+    assert months("¿Cuánta gente había en marzo de 2025?") == months("In March 2025") == {3}
+    assert months("el 22 de octubre y en setiembre") == {9, 10}
+    assert months("in May 2024") == months("on 3 May") == {5}
+    assert not months("What may happen in 2025?")
+
+
+def test_a_sentence_about_another_month_lacks_what_was_asked(reader_kb):
+    from peru_qa.answer import gather
+    from peru_qa.reader import RANK_FEATURES
+
+    missing = RANK_FEATURES.index("missing_number")
+
+    def flag(question: str) -> float:
+        found = gather(reader_kb, question)
+        return next(s.features[missing] for s in found.sentences if "7 de octubre de 2018" in s.text)
+
+    assert flag("¿Adónde fue César Hinostroza en octubre de 2018?") == 0.0
+    assert flag("Where did César Hinostroza go in March 2018?") == 1.0

