@@ -527,3 +527,19 @@ def test_a_sentence_about_another_month_lacks_what_was_asked(reader_kb):
 
     assert flag("¿Adónde fue César Hinostroza en octubre de 2018?") == 0.0
     assert flag("Where did César Hinostroza go in March 2018?") == 1.0
+
+
+def test_the_caveat_reads_the_sentence_that_opens_the_answer():
+    """The opening sentence is chosen once (`lead_sentence`, twin swap included) for both the answer and its
+    checks: the answer's support and caveat are about the sentence the user reads first."""
+    import numpy as np
+
+    from peru_qa.reader import lead_sentence
+
+    axes = np.eye(2, dtype=np.float32)
+    spanish = _sentence(0, "El fundador fue capturado en septiembre de 1992 y murió en prisión en septiembre de 2021.",
+                        "es", 1.0, axes[0])
+    english = _sentence(1, "Its founder was captured on 12 September 1992 and died in prison in September 2021.",
+                        "en", 0.5, axes[1])
+    assert lead_sentence([spanish, english], "en", ranked=True) is english
+    assert lead_sentence([spanish, english], "es", ranked=True) is spanish

@@ -493,16 +493,20 @@ class _Choice:
 def lead_sentence(sentences: Sequence[Sentence], language: str, ranked: bool = False) -> Sentence:
     """The sentence an answer opens with: the fitted ranker's best (`ranked`), else the best by score (plus
     SAME_LANGUAGE_BONUS in the question's language), or the best that carries the kind of answer asked when it
-    ranks within ANSWER_MARGIN of it."""
-    if ranked:  # the ranker weighs language and kind itself
-        return max(sentences, key=lambda s: s.rank)
+    ranks within ANSWER_MARGIN of it; in the question's language when the same fact is there, nearly as good."""
 
     def rank(s: Sentence) -> float:
-        return s.score + SAME_LANGUAGE_BONUS * (s.language == language)
+        return s.rank if ranked else s.score + SAME_LANGUAGE_BONUS * (s.language == language)
 
     best = max(sentences, key=rank)
-    carrying = [s for s in sentences if s.answers and rank(s) >= rank(best) - ANSWER_MARGIN]
-    return max(carrying, key=rank) if carrying else best
+    if not ranked:  # the ranker weighs language and kind itself
+        carrying = [s for s in sentences if s.answers and rank(s) >= rank(best) - ANSWER_MARGIN]
+        best = max(carrying, key=rank) if carrying else best
+    if best.language != language:
+        twins = [s for s in sentences if s.language == language and s.score >= best.score - TWIN_MARGIN
+                 and (_twins(s, best) or (_facts(s) == _facts(best) and float(s.vector @ best.vector) >= TWIN_COSINE))]
+        best = max(twins, key=rank) if twins else best
+    return best
 
 
 def select(found: Evidence, limit: int = MAX_SENTENCES) -> _Choice:
@@ -522,12 +526,6 @@ def select(found: Evidence, limit: int = MAX_SENTENCES) -> _Choice:
     ordered = sorted(pool, key=lambda s: -rank(s))
     answering = [s for s in ordered if s.answers]
     first = lead_sentence(ordered, language, found.ranked)
-    # The same fact in the question's language, nearly as good: quote that one.
-    if first.language != language:
-        twin = next((s for s in ordered if s.language == language and s.score >= first.score - TWIN_MARGIN
-                     and (_twins(s, first) or (_facts(s) == _facts(first)
-                                               and float(s.vector @ first.vector) >= TWIN_COSINE))), None)
-        first = twin or first
     floor = first.score - (RANKED_SUPPORT_GAP if found.ranked else SUPPORT_GAP)
     rank_floor = max(first.rank - RANK_GAP, RANK_MIN)
     chosen: list[Sentence] = []
