@@ -79,7 +79,7 @@ _HEAD_KINDS = {
            "dirigente dirigentes lider lideres jefe jefes cabecilla cabecillas fundador fundadores fiscal fiscales "
            "juez jueces ministro ministra ministros presidente presidenta funcionario funcionarios policia "
            "abogado abogados periodista periodistas cantante cantantes alcalde alcaldes gobernador congresista "
-           "congresistas empresario empresarios narcotraficante narcotraficantes capo capos alias apodo nombre "
+           "congresistas empresario empresarios narcotraficante narcotraficantes capo capos apodo nombre "
            "orquesta programa programas proyecto proyectos operativo operacion",
     "place": "city cities town towns village villages district districts province provinces region regions "
              "department departments country countries port ports valley valleys border river rivers "

@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -775,11 +775,15 @@ class ExtractiveReader:
             quotes.append(Quote(pending.text, numbers.setdefault(pending.passage, len(numbers) + 1),
                                 pending.start, pending.end))
         citations = [found.passages[i] for i in numbers]
-        quotes = _join_adjacent(quotes, lambda n: self.index.page_text(citations[n - 1].doc_id, citations[n - 1].page))
+
+        @cache
+        def page_of(n: int) -> str:  # each cited page read once
+            return self.index.page_text(citations[n - 1].doc_id, citations[n - 1].page)
+
+        quotes = _join_adjacent(quotes, page_of)
         for quote in quotes:
-            passage = citations[quote.n - 1]
-            page = self.index.page_text(passage.doc_id, passage.page)
-            assert is_verbatim(quote.text, page, quote.start, quote.end) or quote.text in passage.text
+            assert is_verbatim(quote.text, page_of(quote.n), quote.start, quote.end) \
+                or quote.text in citations[quote.n - 1].text
         lines = [" ".join(f"{q.text} [{q.n}]" for q in quotes)]
         conflict = ""
         if choice.conflict:

@@ -51,13 +51,11 @@ _URL = re.compile(r"https?://|www\.", re.IGNORECASE)
 #: 'El Comercio, "Title" (agosto de 2024)': an outlet, a quoted title and a date — a reference entry.
 _REFERENCE = re.compile(r"^[^.]{2,60},\s*[\"“«][^\"”»]{5,}[\"”»].{0,80}\(\D{0,20}\d{4}\)")
 
-_MONTHS = frozenset(
-    "january february march april may june july august september october november december "
-    "enero febrero marzo abril mayo junio julio agosto septiembre setiembre octubre noviembre diciembre".split())
 _MONTH_NUMBER = {name: i % 12 + 1 for i, name in enumerate(
     "january february march april may june july august september october november december "
     "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre".split())}
 _MONTH_NUMBER["setiembre"] = 9
+_MONTHS = frozenset(_MONTH_NUMBER)
 
 
 def months(text: str) -> frozenset[int]:
