@@ -32,7 +32,8 @@ register_answerer(ask)
 
 def open_default(model: str | None = None, progress: ProgressFn | None = None, *,
                  answers: bool = False) -> KnowledgeBase:
-    """The default index (index/ or PERU_QA_INDEX), brought up to date with documents/ first.
+    """The default index (index/ or PERU_QA_INDEX), brought up to date with documents/ first (and given the
+    English companion vectors it lacks if it was built before them).
 
     `answers=True` also reads the sentences of every chunk for the reader (what the chat and `ask` do), so that
     no question pays for them; retrieval alone does not need it."""
@@ -42,6 +43,8 @@ def open_default(model: str | None = None, progress: ProgressFn | None = None, *
     documents = default_documents_path()
     if documents.is_dir() and kb.is_stale(documents):
         kb.sync_folder(documents, progress=progress or progress_bar())
+    if kb.lacks_companion:
+        kb.rebuild(progress=progress or progress_bar(unit="chunk", desc="adding English vectors"))
     if answers:
         prepare_answers(kb, progress)
     return kb

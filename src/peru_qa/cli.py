@@ -142,7 +142,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     with (KnowledgeBase(index, create=False) if index else KnowledgeBase()) as kb:
         result = kb.rebuild(model=args.model, progress=progress_bar())
     print(f"rebuilt {kb.shown}: {result['chunks']} chunks, model {result['model']}"
-          + (f", {result['re_embedded']} re-embedded" if result["re_embedded"] else ""))
+          + (f", {result['re_embedded']} re-embedded" if result["re_embedded"] else "")
+          + (f", {result['companion_embedded']} English vectors added" if result.get("companion_embedded") else ""))
     return 0
 
 

@@ -293,8 +293,10 @@ def open_index(evalset: EvalSet, model: str | None = None, cache_dir: str | Path
         done_marker.write_text(json.dumps({"documents": len(docs), "model": model_name,
                                            "build_seconds": round(build_seconds, 1)}) + "\n")
     else:
-        if _stale_keyword_params(kb, BM25_PARAMS):
-            kb.rebuild()  # BM25 parameters changed since the index was built: re-index terms, keep the vectors
+        if _stale_keyword_params(kb, BM25_PARAMS) or kb.lacks_companion:
+            # BM25 parameters changed since the index was built, or it predates companion vectors: re-index
+            # terms and fill those in, keep the vectors
+            kb.rebuild(progress=progress or progress_bar("chunk", f"completing {evalset.name}"))
         try:
             build_seconds = json.loads(done_marker.read_text()).get("build_seconds")
         except (OSError, ValueError):
@@ -392,9 +394,12 @@ def run_queries(kb, evalset: EvalSet, mode: str, key: Callable[[str], str],
     texts = [evalset.queries[q].strip() for q in qids]
     embedder = kb.embedder if mode != "keyword" and doc_of else None
     qvecs = embedder.encode(texts, kind="query", batch_size=64) if embedder is not None else [None] * len(texts)
+    companion = kb.companion if mode == "hybrid" and embedder is not None else None
+    cvecs = (companion.encode(texts, kind="query", batch_size=64) if companion is not None
+             else [None] * len(texts))
     run: dict[str, list[str]] = {}
-    for qid, text, qvec in zip(qids, texts, qvecs):
-        ranked = kb.rank(text, depth, mode, qvec=qvec)
+    for qid, text, qvec, cvec in zip(qids, texts, qvecs, cvecs):
+        ranked = kb.rank(text, depth, mode, qvec=qvec, companion_qvec=cvec)
         docs: dict[str, None] = {}
         for cid in ranked.ids:
             doc = doc_of.get(int(cid))

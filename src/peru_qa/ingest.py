@@ -136,6 +136,12 @@ class Owner(Protocol):
     @property
     def embedder(self) -> Embedder: ...
 
+    @property
+    def companion(self) -> Embedder | None: ...
+
+    @property
+    def companion_name(self) -> str | None: ...
+
     def _check_dimension(self) -> None: ...
 
 
@@ -165,13 +171,36 @@ def embed_chunks(embedder: Embedder, title: str, chunks: list[Chunk]) -> np.ndar
     return embedder.encode([embedding_text(embedder, title, c.section, c.text) for c in chunks])
 
 
+#: The language whose chunks get the companion model's vectors (it is English-only).
+COMPANION_LANGUAGE = "en"
+
+
+def embed_companion(companion: Embedder | None, docs: list[tuple[str, str, list[Chunk]]]) -> list[np.ndarray | None]:
+    """The companion model's vectors of each (title, language, chunks) document: English ones only, one batch."""
+    picked = [n for n, (_, language, _) in enumerate(docs) if companion is not None and language == COMPANION_LANGUAGE]
+    out: list[np.ndarray | None] = [None] * len(docs)
+    if not picked:
+        return out
+    texts = [embedding_text(companion, docs[n][0], c.section, c.text) for n in picked for c in docs[n][2]]
+    vectors = companion.encode(texts)
+    offset = 0
+    for n in picked:
+        out[n] = vectors[offset : offset + len(docs[n][2])]
+        offset += len(docs[n][2])
+    return out
+
+
 def record_model(owner: Owner) -> None:
     """The first write records the model and dimension; later writes check that the model still fits."""
     store = owner.store
     if not store.meta("model"):
+        companion = owner.companion
         with store.transaction():
             store.set_meta("model", owner.model_name)
             store.set_meta("dimension", str(owner.embedder.dim))
+            if store.holds_companion:
+                store.set_meta("companion", companion.name if companion is not None else "")
+                store.set_meta("companion_dimension", str(companion.dim if companion is not None else 0))
     else:
         owner._check_dimension()
 
@@ -231,11 +260,14 @@ class Ingest:
                 return
             texts = [self._embedding_text(p.doc.title, c.section, c.text) for _, p in pending for c in p.chunks]
             vectors = self.embedder.encode(texts)
+            extras = embed_companion(self.owner.companion,
+                                     [(p.doc.title, p.doc.language, p.chunks) for _, p in pending])
             offset = 0
-            for slot, item in pending:
+            for (slot, item), extra in zip(pending, extras):
                 part = vectors[offset : offset + len(item.chunks)]
                 offset += len(item.chunks)
-                settle(slot, self._guarded(item.shown, lambda item=item, part=part: self._commit(item, part)))
+                settle(slot, self._guarded(item.shown, lambda item=item, part=part, extra=extra:
+                                           self._commit(item, part, extra)))
             pending.clear()
 
         try:
@@ -357,7 +389,7 @@ class Ingest:
             return FileResult(shown, "failed", "no text to index after extraction")
         return _Pending(shown, doc, source, existing, size, mtime, chunks)
 
-    def _commit(self, item: _Pending, vectors: np.ndarray) -> FileResult:
+    def _commit(self, item: _Pending, vectors: np.ndarray, companion: np.ndarray | None = None) -> FileResult:
         doc, chunks = item.doc, item.chunks
         rows = chunk_rows(doc.title, doc.language, chunks)
         doc_id = item.existing.id if item.existing else _doc_id(item.source)
@@ -375,8 +407,10 @@ class Ingest:
             current = self.store.document_by_source(item.source)
             if item.size is not None:  # a file (not a text): a shared index keeps it for every machine's viewer
                 self.store.save_original(doc.content_hash, Path(item.source))
+            if not self.owner.companion_name:
+                companion = None  # an index without companion vectors (e.g. built before them) stays so
             self.store.write_document(record, page_rows(doc.pages), rows, vectors,
-                                      replace_ids=(current.id,) if current else ())
+                                      replace_ids=(current.id,) if current else (), companion=companion)
         if any(p.metadata.get("ocr") for p in doc.pages):
             shutil.rmtree(self._ocr_cache(doc.content_hash), ignore_errors=True)
         return FileResult(item.shown, "replaced" if item.existing else "added", "; ".join(doc.notes),

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import maintenance
 from .backends import IndexStore, SearchIndexes, describe, is_url, location_of, open_backend
-from .config import DEFAULT_MODEL, configured_model, default_index_location
+from .config import COMPANION_MODELS, DEFAULT_MODEL, configured_model, default_index_location
 from .embeddings import Embedder, canonical_model_name, get_embedder
 from .errors import DocumentNotFound, EmptyQueryError, ModelMismatchError, PeruQAError
 from .ingest import AddReport, FileResult, Ingest, ProgressFn, TextDocument, iter_files
@@ -66,6 +66,7 @@ class KnowledgeBase:
             )
         self.model_name = stored or canonical_model_name(requested or DEFAULT_MODEL)
         self._embedder = embedder
+        self._companion: Embedder | None = None
         #: The derived search indexes (FAISS + bm25s) this process searches, by generation.
         self.indexes: SearchIndexes = indexes(self._info)
 
@@ -94,6 +95,34 @@ class KnowledgeBase:
         if self._embedder is None:
             self._embedder = get_embedder(self.model_name)
         return self._embedder
+
+    @property
+    def companion_name(self) -> str | None:
+        """The English model whose vectors this index keeps beside its own (`config.COMPANION_MODELS`), or None:
+        the model has none, the backend keeps none, or the index predates companions (`rebuild` adds them)."""
+        if not self.store.holds_companion:
+            return None
+        stored = self.store.meta("companion")
+        if stored is not None:
+            return stored or None  # "" once re-embedded with a model without a companion
+        if self.store.meta("model"):
+            return None
+        return COMPANION_MODELS.get(self.model_name)
+
+    @property
+    def lacks_companion(self) -> bool:
+        """Built before companion vectors existed while its model has one: `rebuild` fills them in."""
+        return (self.store.holds_companion and self.model_name in COMPANION_MODELS
+                and self.store.meta("companion") is None and bool(self.store.meta("model")))
+
+    @property
+    def companion(self) -> Embedder | None:
+        name = self.companion_name
+        if name is None:
+            return None
+        if self._companion is None or self._companion.name != name:
+            self._companion = get_embedder(name)
+        return self._companion
 
     def _check_dimension(self) -> None:
         stored = self.store.meta("dimension")
@@ -154,6 +183,7 @@ class KnowledgeBase:
             "backend": "postgresql" if is_url(self.location) else "embedded",
             "model": self.model_name,
             "dimension": int(self.store.meta("dimension") or 0) or None,
+            "companion": self.companion_name,
             "documents": len(docs),
             "chunks": chunks,
             "pages": sum(d.n_pages for d in docs if d.paged),
@@ -197,7 +227,8 @@ class KnowledgeBase:
             embed = self.embedder
         else:
             embed = None
-        return search(query.strip(), k, mode, derived, self.store, embed, allowed, self.fusion)
+        companion = self.companion if mode == "hybrid" and getattr(derived, "companion", None) is not None else None
+        return search(query.strip(), k, mode, derived, self.store, embed, allowed, self.fusion, companion)
 
     def ask(self, question: str, history=None, **kw):
         """A cited answer from the documents (see `peru_qa.answer.ask`; keywords go to it, e.g. llm=False)."""
@@ -206,10 +237,10 @@ class KnowledgeBase:
         return _ANSWERER(self, question, history, **kw)
 
     def rank(self, query: str, n: int = 100, mode: str = "hybrid", *, qvec: np.ndarray | None = None,
-             fusion: FusionParams | None = None) -> Ranked:
+             fusion: FusionParams | None = None, companion_qvec: np.ndarray | None = None) -> Ranked:
         """The fused chunk ranking behind `retrieve` (ids and scores, no text): what evaluation and benchmarks
-        score. `qvec` may carry the query's embedding when many were computed in one batch; `fusion` overrides
-        the index's weights (tuning)."""
+        score. `qvec` (and `companion_qvec`, the companion model's) may carry the query's embedding when many
+        were computed in one batch; `fusion` overrides the index's weights (tuning)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         derived = self.indexes.current()
@@ -218,8 +249,11 @@ class KnowledgeBase:
             self._check_dimension()
             embed = self.embedder
         fusion = fusion or self.fusion
+        companion = (self.companion if mode == "hybrid" and companion_qvec is None
+                     and getattr(derived, "companion", None) is not None else None)
         return rank(query.strip(), max(n, fusion.candidates), mode, derived, embed, None, fusion,
-                    qvec=qvec if embed is not None else None, languages=self.store.chunk_languages)
+                    qvec=qvec if embed is not None else None, languages=self.store.chunk_languages,
+                    companion=companion, companion_qvec=companion_qvec)
 
     def chunk_sources(self) -> dict[int, str]:
         """Chunk id → its document's source (maps a `rank` result to documents without fetching text)."""
@@ -241,7 +275,8 @@ class KnowledgeBase:
         With a different `model`, chunks are re-cut for its tokenizer and re-embedded."""
         target = canonical_model_name(model) if model else self.model_name
         if target == self.model_name and self.store.meta("model"):
-            return maintenance.reindex(self)
+            filled = maintenance.fill_companion(self, progress)
+            return maintenance.reindex(self) | {"companion_embedded": filled}
         self.model_name, self._embedder = target, None
         return maintenance.re_embed(self, progress)
 

@@ -12,8 +12,21 @@ from typing import Protocol
 import numpy as np
 
 from .chunking import chunk_document
-from .config import SUPPORTED_SUFFIXES
-from .ingest import AddReport, FileResult, Owner, ProgressFn, chunk_rows, embed_chunks, iter_files, page_rows
+from .config import COMPANION_MODELS, SUPPORTED_SUFFIXES
+from .embeddings import get_embedder
+from .ingest import (
+    COMPANION_LANGUAGE,
+    AddReport,
+    FileResult,
+    Owner,
+    ProgressFn,
+    chunk_rows,
+    embed_chunks,
+    embed_companion,
+    embedding_text,
+    iter_files,
+    page_rows,
+)
 from .loaders import LoadedDocument, Page
 
 
@@ -77,11 +90,44 @@ def reindex(kb: Owner) -> dict:
     return {"model": kb.model_name, "re_embedded": 0, "chunks": len(derived.vectors)}
 
 
+#: Chunks embedded per step when filling in companion vectors (each step is one progress report).
+FILL_BATCH = 256
+
+
+def fill_companion(kb: Owner, progress: ProgressFn | None = None) -> int:
+    """Give an index built before companion vectors existed its model's companion (`config.COMPANION_MODELS`):
+    embed the English chunks that lack one, then record the companion. Returns how many chunks were embedded."""
+    store = kb.store
+    name = COMPANION_MODELS.get(kb.model_name) if store.holds_companion else None
+    if name is None:
+        return 0
+    rows = store.chunks_lacking_companion(COMPANION_LANGUAGE)
+    if not rows and store.meta("companion") == name:
+        return 0
+    companion = get_embedder(name)
+    for start in range(0, len(rows), FILL_BATCH):
+        if progress:
+            progress(start, len(rows), f"English vectors ({name})")
+        batch = rows[start : start + FILL_BATCH]
+        vectors = companion.encode([embedding_text(companion, title, section, text)
+                                    for _, title, section, text in batch])
+        with store.writer():
+            store.set_companion(np.asarray([r[0] for r in batch], dtype=np.int64), vectors)
+    with store.writer(), store.transaction():
+        store.set_meta("companion", name)
+        store.set_meta("companion_dimension", str(companion.dim))
+    if progress:
+        progress(len(rows), len(rows), "done")
+    return len(rows)
+
+
 def re_embed(kb: Owner, progress: ProgressFn | None = None) -> dict:
     """Re-cut every document's chunks for `kb.embedder`'s tokenizer and re-embed them from the stored page texts.
 
     The caller has switched `kb` to the new model already."""
     store, embedder = kb.store, kb.embedder
+    name = COMPANION_MODELS.get(kb.model_name) if store.holds_companion else None
+    companion = get_embedder(name) if name else None
     docs = store.documents()
     prepared = []
     for n, record in enumerate(docs):
@@ -91,16 +137,20 @@ def re_embed(kb: Owner, progress: ProgressFn | None = None) -> dict:
         doc = LoadedDocument(Path(record.source), record.title, pages, record.language,
                              record.content_hash, record.paged, metadata=record.metadata)
         chunks = chunk_document(doc, embedder)
-        prepared.append((record, pages, chunks, embed_chunks(embedder, record.title, chunks)))
+        extra = embed_companion(companion, [(record.title, record.language, chunks)])[0]
+        prepared.append((record, pages, chunks, embed_chunks(embedder, record.title, chunks), extra))
     # One transaction: a crash leaves the index wholly on the old model or wholly on the new one.
     with store.writer():
         with store.transaction():
             store.set_meta("model", kb.model_name)
             store.set_meta("dimension", str(embedder.dim))
-            for record, pages, chunks, vectors in prepared:
+            if store.holds_companion:
+                store.set_meta("companion", companion.name if companion is not None else "")
+                store.set_meta("companion_dimension", str(companion.dim if companion is not None else 0))
+            for record, pages, chunks, vectors, extra in prepared:
                 record.n_chunks = len(chunks)
                 store.write_document(record, page_rows(pages), chunk_rows(record.title, record.language, chunks),
-                                     vectors, replace_ids=(record.id,))
+                                     vectors, replace_ids=(record.id,), companion=extra)
         derived = store.build_derived(embedder.dim)
         kb.indexes.save(derived)
     if progress:
@@ -149,4 +199,4 @@ def check(kb: Maintained, repair: bool = True) -> CheckReport:
     return CheckReport(problems + derived_problems, repaired, docs, chunks)
 
 
-__all__ = ["CheckReport", "sync_folder", "is_stale", "reindex", "re_embed", "check"]
+__all__ = ["CheckReport", "sync_folder", "is_stale", "reindex", "re_embed", "fill_companion", "check"]

@@ -231,6 +231,9 @@ def _with_toast(conn, names: tuple[str, ...]) -> list[str]:
 class PgStore:
     """The PostgreSQL counterpart of `store.Store` (same methods, same records)."""
 
+    #: No companion model's vectors here (`config.COMPANION_MODELS`): a database index fuses two sides.
+    holds_companion = False
+
     def __init__(self, url: str, create: bool = True):
         try:
             import psycopg
@@ -500,8 +503,10 @@ class PgStore:
         return row["text"] if row else ""
 
     def write_document(self, record: DocumentRecord, pages: list[tuple[int, str, list, dict]], chunks: list[ChunkRow],
-                       vectors: np.ndarray, replace_ids: tuple[str, ...] = ()) -> None:
-        """Insert one document with its chunks and vectors, replacing older versions, in one transaction."""
+                       vectors: np.ndarray, replace_ids: tuple[str, ...] = (),
+                       companion: np.ndarray | None = None) -> None:
+        """Insert one document with its chunks and vectors, replacing older versions, in one transaction.
+        (`companion` is ignored: a database index has no companion model, see `holds_companion`.)"""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self.transaction() as conn:
             if replace_ids:

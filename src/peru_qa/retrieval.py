@@ -172,6 +172,9 @@ class FusionParams:
     #: cannot match across languages: only shared names and numbers). None: no distinction (an English-only
     #: model cannot read across languages either).
     cross_lingual_dense_weight: float | None = None
+    #: Share of an English question's score given to the index's companion model (`config.COMPANION_MODELS`,
+    #: an English-only model) on English chunks; the two-sided score keeps the rest. 0: not used.
+    companion_weight: float = 0.0
 
 
 DEFAULT_FUSION = FusionParams()
@@ -183,7 +186,9 @@ DEFAULT_FUSION = FusionParams()
 MULTILINGUAL_FUSION = FusionParams(dense_weight={"en": 0.6, "es": 0.6}, cross_lingual_dense_weight=0.8)
 #: The default model (multilingual-e5-small in torch, 256-token chunks): dense 0.7 for Spanish questions was
 #: best on the XQuAD-es dev half (0.9782 vs 0.9770 at 0.6, 0.9753 at 0.5); English keeps 0.6 (XQuAD-en dev 0.9857).
-E5_FUSION = FusionParams(dense_weight={"en": 0.6, "es": 0.7}, cross_lingual_dense_weight=0.8)
+#: Its companion, MiniLM, gets 0.2 of an English question's score on English chunks: best on SciFact train
+#: (0.7412 without, 0.7435 / 0.7494 / 0.7488 / 0.7447 at 0.1-0.4), XQuAD-en unchanged (benchmarks/companion.py).
+E5_FUSION = FusionParams(dense_weight={"en": 0.6, "es": 0.7}, cross_lingual_dense_weight=0.8, companion_weight=0.2)
 
 
 def fusion_for_model(model_name: str) -> FusionParams:
@@ -229,7 +234,8 @@ def _normalise(scores: np.ndarray, reference: np.ndarray, how: str, floor_zero: 
 
 def fuse(dense: tuple[np.ndarray, np.ndarray], keyword: tuple[np.ndarray, np.ndarray], language: str,
          params: FusionParams = DEFAULT_FUSION, *, dense_scorer: Scorer | None = None,
-         keyword_scorer: Scorer | None = None, languages: LanguageOf | None = None) -> Ranked:
+         keyword_scorer: Scorer | None = None, languages: LanguageOf | None = None,
+         companion: Companion | None = None) -> Ranked:
     """Convex combination of normalised scores over the union of both candidate lists.
 
     A candidate found by one retriever only is scored by the other one too when a scorer is given (exact
@@ -237,10 +243,13 @@ def fuse(dense: tuple[np.ndarray, np.ndarray], keyword: tuple[np.ndarray, np.nda
     exact scores keeps the fused order close to the better retriever's even when the weaker one is noisy
     (Spanish with an English model). A side with no candidates drops out. With `languages` (each candidate's
     document language) and `params.cross_lingual_dense_weight`, a candidate in another language than the
-    query gets that dense weight instead: its keyword score only reflects shared names and numbers."""
+    query gets that dense weight instead: its keyword score only reflects shared names and numbers.
+
+    `companion` (an English question, an index with a companion model) adds a third side: its candidates join
+    the union, and a chunk with a companion vector gets `params.companion_weight` of its score from it."""
     d_ids, d_scores = (np.asarray(a) for a in dense)
     k_ids, k_scores = (np.asarray(a) for a in keyword)
-    union = _union(d_ids, k_ids)
+    union = _union(d_ids, k_ids, companion.ids if companion is not None else None)
     w = _dense_weight(params, language, d_ids, k_ids)
     dense_full = _complete(union, d_ids, d_scores, dense_scorer, float(d_scores.min()) if len(d_ids) else 0.0)
     kw_full = _complete(union, k_ids, k_scores, keyword_scorer, 0.0)
@@ -256,6 +265,8 @@ def fuse(dense: tuple[np.ndarray, np.ndarray], keyword: tuple[np.ndarray, np.nda
         weights[other] = cross
     combined = (weights * _normalise(dense_full, dense_full[ref], how, floor_zero=False)
                 + (1.0 - weights) * _normalise(kw_full, kw_full[ref], how, floor_zero=True))
+    if companion is not None and params.companion_weight > 0 and len(union):
+        combined = _with_companion(combined, union, ref, companion, params, depth)
     order = np.lexsort((union, -combined))
     return Ranked(
         ids=union[order],
@@ -265,9 +276,35 @@ def fuse(dense: tuple[np.ndarray, np.ndarray], keyword: tuple[np.ndarray, np.nda
     )
 
 
-def _union(d_ids: np.ndarray, k_ids: np.ndarray) -> np.ndarray:
-    """Both retrievers' candidates, dense ones first, each once."""
-    return np.asarray(list(dict.fromkeys([*map(int, d_ids), *map(int, k_ids)])), dtype=np.int64)
+@dataclass
+class Companion:
+    """The companion model's side of one search: its candidates, and exact scores for any chunk it holds."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    #: Cosine with the question of each chunk id; NaN where the chunk has no companion vector.
+    scorer: Scorer
+
+
+def _with_companion(combined: np.ndarray, union: np.ndarray, ref: np.ndarray, companion: Companion,
+                    params: FusionParams, depth: int) -> np.ndarray:
+    """Mix the companion's normalised score into the chunks it holds (weight `params.companion_weight`)."""
+    scores = np.asarray(companion.scorer(union), dtype=np.float64)
+    held = ~np.isnan(scores)
+    if not held.any():
+        return combined
+    top = set(map(int, companion.ids[np.argsort(-companion.scores, kind="stable")[:depth]]))
+    scale_on = held & (ref | np.fromiter((int(i) in top for i in union), dtype=bool, count=len(union)))
+    normalised = _normalise(np.where(held, scores, 0.0), scores[scale_on] if scale_on.any() else scores[held],
+                            params.normalization, floor_zero=False)
+    w = np.where(held, params.companion_weight, 0.0)
+    return (1.0 - w) * combined + w * normalised
+
+
+def _union(d_ids: np.ndarray, k_ids: np.ndarray, c_ids: np.ndarray | None = None) -> np.ndarray:
+    """All retrievers' candidates, dense ones first, each once."""
+    extra = map(int, c_ids) if c_ids is not None else ()
+    return np.asarray(list(dict.fromkeys([*map(int, d_ids), *map(int, k_ids), *extra])), dtype=np.int64)
 
 
 def _dense_weight(params: FusionParams, language: str, d_ids: np.ndarray, k_ids: np.ndarray) -> float:
@@ -312,10 +349,12 @@ def _dense_scorer(derived: Derived, qvec: np.ndarray) -> Scorer:
 
 def rank(query: str, n: int, mode: str, derived: Derived, embedder: Embedder | None, allowed: np.ndarray | None,
          params: FusionParams = DEFAULT_FUSION, qvec: np.ndarray | None = None,
-         languages: LanguageOf | None = None) -> Ranked:
+         languages: LanguageOf | None = None, companion: Embedder | None = None,
+         companion_qvec: np.ndarray | None = None) -> Ranked:
     """Fused chunk ranking (ids and scores, no text): what `search` hydrates, and what evaluation scores.
     `qvec` may carry the query's embedding when it was computed in a batch; `languages` gives candidates'
-    document languages (cross-lingual fusion)."""
+    document languages (cross-lingual fusion); `companion` is the index's companion model (English questions
+    only; `companion_qvec` its embedding of the query, when computed in a batch)."""
     empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
     dense = keyword = empty
     dense_scorer = keyword_scorer = None
@@ -333,8 +372,32 @@ def rank(query: str, n: int, mode: str, derived: Derived, embedder: Embedder | N
         if all_scores is not None:
             keyword_scorer = lambda ids: derived.keyword.lookup(all_scores, ids)  # noqa: E731
     language = detect_language(query) if mode == "hybrid" else "en"
+    side = None
+    if mode == "hybrid" and language == "en" and len(dense[0]) and len(keyword[0]):
+        side = _companion_side(query, n, derived, companion, allowed, params, companion_qvec)
     return fuse(dense, keyword, language, params, dense_scorer=dense_scorer, keyword_scorer=keyword_scorer,
-                languages=languages)
+                languages=languages, companion=side)
+
+
+def _companion_side(query: str, n: int, derived: Derived, companion: Embedder | None, allowed: np.ndarray | None,
+                    params: FusionParams, qvec: np.ndarray | None) -> Companion | None:
+    """The companion model's candidates and scorer, when the index has its vectors and the fusion weighs it."""
+    index = getattr(derived, "companion", None)
+    if index is None or not len(index) or params.companion_weight <= 0 or (companion is None and qvec is None):
+        return None
+    if qvec is None:
+        qvec = companion.encode([query], kind="query")[0]
+    ids, scores = index.search(qvec, n, allowed)
+    held = index.ids()
+
+    def score(candidates: np.ndarray) -> np.ndarray:
+        out = np.full(len(candidates), np.nan)
+        inside = np.isin(candidates, held)
+        if inside.any():
+            out[inside] = index.similarity(qvec, candidates[inside])
+        return out
+
+    return Companion(ids, scores, score)
 
 
 #: Threads for a database server's searches (`Derived.remote`): they wait on the server, not on the CPU.
@@ -389,12 +452,14 @@ def _rank_remote(query: str, n: int, derived: Derived, embedder: Embedder | None
 
 
 def search(query: str, k: int, mode: str, derived: Derived, store: Store, embedder: Embedder | None,
-           allowed: np.ndarray | None, params: FusionParams = DEFAULT_FUSION) -> list[Passage]:
+           allowed: np.ndarray | None, params: FusionParams = DEFAULT_FUSION,
+           companion: Embedder | None = None) -> list[Passage]:
     """Run the retrievers `mode` asks for, fuse, and hydrate the top k chunks into Passages.
 
-    `embedder` is None when the dense side is skipped; `allowed` limits the search to those chunk ids."""
+    `embedder` is None when the dense side is skipped; `allowed` limits the search to those chunk ids;
+    `companion` is the index's companion model, if it has one."""
     ranked = rank(query, max(k, params.candidates), mode, derived, embedder, allowed, params,
-                  languages=store.chunk_languages)
+                  languages=store.chunk_languages, companion=companion)
     rows = store.chunk_rows([int(i) for i in ranked.ids[: k * 2]])
     passages: list[Passage] = []
     for cid, score in zip(ranked.ids, ranked.scores):

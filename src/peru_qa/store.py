@@ -91,6 +91,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE documents ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE pages ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';
     """,
+    # 3: a second, English-only model's vector for each chunk of an English document (NULL elsewhere): the
+    # index model's companion (config.COMPANION_MODELS, weighed by retrieval.FusionParams.companion_weight).
+    """
+    ALTER TABLE chunks ADD COLUMN companion BLOB;
+    """,
 ]
 
 
@@ -138,6 +143,26 @@ class Derived:
     generation: int
     vectors: VectorIndex
     keyword: KeywordIndex
+    #: The companion model's vectors (English chunks only); None when the index has no companion.
+    companion: VectorIndex | None = None
+
+
+def _refreshed(previous: VectorIndex | None, db_ids: np.ndarray, dim: int,
+               vectors_for: Callable[[np.ndarray], np.ndarray],
+               everything: Callable[[], tuple[np.ndarray, np.ndarray]]) -> VectorIndex:
+    """A vector index holding exactly `db_ids`: a copy of `previous` with the difference applied when it can be
+    reused (searches may still be using it), else built from all stored vectors."""
+    approximate = len(db_ids) >= ann_min_vectors()
+    if previous is not None and previous.dim == dim and previous.approximate == approximate:
+        vectors = previous.copy()
+        have = vectors.ids()
+        vectors.remove(np.setdiff1d(have, db_ids, assume_unique=True))
+        missing = np.setdiff1d(db_ids, have, assume_unique=True)
+        vectors.add(missing, vectors_for(missing))
+        return vectors
+    # first build, or the index crossed the size where search turns approximate (or back)
+    ids, matrix = everything()
+    return VectorIndex.build(dim, ids, matrix)
 
 
 def _now() -> str:
@@ -168,6 +193,9 @@ def _is_locked(exc: sqlite3.OperationalError) -> bool:
 
 
 class Store:
+    #: Keeps a companion model's vectors next to the index model's (`config.COMPANION_MODELS`).
+    holds_companion = True
+
     def __init__(self, path: Path, create: bool = True):
         self.path = Path(path)
         if not (self.path / DB_NAME).exists():
@@ -376,9 +404,12 @@ class Store:
         return row[0] if row else ""
 
     def write_document(self, record: DocumentRecord, pages: list[tuple[int, str, list, dict]], chunks: list[ChunkRow],
-                       vectors: np.ndarray, replace_ids: tuple[str, ...] = ()) -> None:
-        """Insert one document with its chunks and vectors, replacing older versions, atomically."""
+                       vectors: np.ndarray, replace_ids: tuple[str, ...] = (),
+                       companion: np.ndarray | None = None) -> None:
+        """Insert one document with its chunks and vectors (and the companion model's, for an English document),
+        replacing older versions, atomically."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        extra = np.ascontiguousarray(companion, dtype=np.float32) if companion is not None else None
         with self.transaction() as db:
             for old in replace_ids:
                 db.execute("DELETE FROM documents WHERE id=?", (old,))
@@ -395,9 +426,10 @@ class Store:
                   json.dumps(meta, ensure_ascii=False)) for number, text, sections, meta in pages],
             )
             db.executemany(
-                "INSERT INTO chunks(doc_id, page, section, start, end, text, terms, vector) VALUES (?,?,?,?,?,?,?,?)",
-                [(record.id, c.page, c.section, c.start, c.end, c.text, " ".join(c.terms), vectors[i].tobytes())
-                 for i, c in enumerate(chunks)],
+                "INSERT INTO chunks(doc_id, page, section, start, end, text, terms, vector, companion) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                [(record.id, c.page, c.section, c.start, c.end, c.text, " ".join(c.terms), vectors[i].tobytes(),
+                  extra[i].tobytes() if extra is not None else None) for i, c in enumerate(chunks)],
             )
             self._bump()
 
@@ -449,6 +481,41 @@ class Store:
         if vectors.size != len(ids) * dim:
             raise IndexCorruptError("stored vectors do not match the index dimension; run `peru-qa rebuild`")
         return ids, vectors.reshape(len(ids), dim)
+
+    def companion_ids(self) -> np.ndarray:
+        rows = self.db.execute("SELECT id FROM chunks WHERE companion IS NOT NULL ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def companion_vectors(self, ids: np.ndarray | None, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, matrix) of the companion vectors of `ids` (all of them when None)."""
+        if ids is None:
+            rows = self.db.execute("SELECT id, companion FROM chunks WHERE companion IS NOT NULL "
+                                   "ORDER BY id").fetchall()
+        else:
+            rows = []
+            for batch in _batches([int(i) for i in ids], 900):
+                marks = ",".join("?" * len(batch))
+                rows += self.db.execute(f"SELECT id, companion FROM chunks WHERE id IN ({marks}) "
+                                        "AND companion IS NOT NULL", batch).fetchall()
+        out_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+        if matrix.size != len(rows) * dim:
+            raise IndexCorruptError("stored companion vectors do not match their dimension; run `peru-qa rebuild`")
+        return out_ids, matrix.reshape(len(rows), dim)
+
+    def chunks_lacking_companion(self, language: str = "en") -> list[tuple[int, str, str, str]]:
+        """(id, document title, section, text) of the chunks of `language` documents without a companion vector."""
+        return [tuple(r) for r in self.db.execute(
+            "SELECT c.id, d.title, c.section, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            "WHERE d.language = ? AND c.companion IS NULL ORDER BY c.id", (language,))]
+
+    def set_companion(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Store companion vectors of existing chunks (filling an index built before it had a companion)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self.transaction() as db:
+            db.executemany("UPDATE chunks SET companion=? WHERE id=?",
+                           [(vectors[n].tobytes(), int(i)) for n, i in enumerate(ids)])
+            self._bump()
 
     def all_terms(self) -> tuple[np.ndarray, list[list[str]]]:
         rows = self.db.execute("SELECT id, terms FROM chunks ORDER BY id").fetchall()
@@ -555,29 +622,30 @@ class Store:
         try:
             vectors = VectorIndex.load(folder / "vectors.faiss")
             keyword = KeywordIndex.load(folder / "keyword")
+            companion = (VectorIndex.load(folder / "companion.faiss")
+                         if manifest.get("companion_chunks") is not None else None)
         except Exception:  # missing or damaged: the caller rebuilds from SQLite
             return None
         if len(vectors) != manifest.get("chunks") or len(keyword) != manifest.get("chunks"):
             return None
-        return Derived(manifest["generation"], vectors, keyword)
+        if companion is not None and len(companion) != manifest["companion_chunks"]:
+            return None
+        return Derived(manifest["generation"], vectors, keyword, companion)
 
     def build_derived(self, dim: int, previous: Derived | None = None) -> Derived:
         """Derived indexes matching SQLite now; reuses `previous` vectors where it can."""
         generation = self.generation
-        db_ids = self.chunk_ids()
-        approximate = len(db_ids) >= ann_min_vectors()
-        if previous is not None and previous.vectors.dim == dim and previous.vectors.approximate == approximate:
-            vectors = previous.vectors.copy()  # searches may still be using the previous one
-            have = vectors.ids()
-            vectors.remove(np.setdiff1d(have, db_ids, assume_unique=True))
-            missing = np.setdiff1d(db_ids, have, assume_unique=True)
-            vectors.add(missing, self.vectors_for(missing, dim))
-        else:  # first build, or the index crossed the size where search turns approximate (or back)
-            ids, matrix = self.all_vectors(dim)
-            vectors = VectorIndex.build(dim, ids, matrix)
+        vectors = _refreshed(previous.vectors if previous else None, self.chunk_ids(), dim,
+                             lambda ids: self.vectors_for(ids, dim), lambda: self.all_vectors(dim))
+        companion = None
+        companion_dim = int(self.meta("companion_dimension") or 0)
+        if companion_dim:
+            companion = _refreshed(previous.companion if previous else None, self.companion_ids(), companion_dim,
+                                   lambda ids: self.companion_vectors(ids, companion_dim)[1],
+                                   lambda: self.companion_vectors(None, companion_dim))
         ids, terms = self.all_terms()
         keyword = KeywordIndex.build(ids, terms)
-        return Derived(generation, vectors, keyword)
+        return Derived(generation, vectors, keyword, companion)
 
     def save_derived(self, derived: Derived, info: dict) -> None:
         """Write derived files to a new folder, then point the manifest at it (caller holds the lock)."""
@@ -588,6 +656,8 @@ class Store:
         try:
             derived.vectors.save(staging / "vectors.faiss")
             derived.keyword.save(staging / "keyword")
+            if derived.companion is not None:
+                derived.companion.save(staging / "companion.faiss")
             _fsync_tree(staging)
             if final.exists():
                 shutil.rmtree(final)
@@ -603,6 +673,7 @@ class Store:
             "documents": docs,
             "chunks": chunks,
             "derived": f"derived/{final.name}",
+            **({"companion_chunks": len(derived.companion)} if derived.companion is not None else {}),
             "keyword": {"library": "bm25s", "analysis": "fold accents, es+en stop words, Snowball stem"},
             "updated_at": _now(),
         }

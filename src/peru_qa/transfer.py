@@ -1,8 +1,10 @@
 """`peru-qa copy SRC DST`: an index copied to another location or backend (a folder into PostgreSQL and back).
 
 Documents, page texts, chunks, their keyword terms and their vectors are copied as stored, not re-read or
-re-embedded; each document is one transaction at the destination. Documents the destination already holds with
-the same content are skipped, so an interrupted copy can simply be run again."""
+re-embedded (except the English companion vectors of a folder index, `config.COMPANION_MODELS`, which are made at
+the destination: a database index keeps none); each document is one transaction at the destination. Documents
+the destination already holds with the same content are skipped, so an interrupted copy can simply be run
+again."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 from .errors import ModelMismatchError, PeruQAError
 from .ingest import ProgressFn
 from .kb import KnowledgeBase
+from .maintenance import fill_companion
 
 
 @dataclass
@@ -42,6 +45,8 @@ def copy_index(source: str | Path, destination: str | Path, progress: ProgressFn
             bulk = getattr(dst.store, "bulk_load", None)
             with bulk() if bulk is not None and dst.store.counts()[1] == 0 else nullcontext():
                 copied, skipped, chunks_total = _copy_documents(src, dst, docs, model, dim, progress)
+            if dst.lacks_companion:
+                fill_companion(dst, progress)
             if copied:
                 dst.indexes.publish()
             if progress:
