@@ -46,7 +46,7 @@ def test_default_index_keeps_english_vectors_of_english_chunks_only(tmp_path, em
         assert len(kb.indexes.current().companion) == len(_english_chunk_ids(kb))
 
 
-def test_companion_moves_english_chunks_it_holds_and_nothing_else():
+def test_companion_scores_the_chunks_it_holds_and_others_keep_their_dense_score_in_its_place():
     dense = (np.array([1, 2, 3]), np.array([0.8, 0.8, 0.5]))
     keyword = (np.array([1, 2, 3]), np.array([2.0, 2.0, 1.0]))
     held = {1: 0.2, 2: 0.9}  # chunk 3 (another language) has no companion vector
@@ -55,8 +55,11 @@ def test_companion_moves_english_chunks_it_holds_and_nothing_else():
     two = fuse(dense, keyword, "en", E5_FUSION)
     three = fuse(dense, keyword, "en", E5_FUSION, companion=side)
     assert list(two.ids[:2]) == [1, 2] and list(three.ids[:2]) == [2, 1]  # the tie is broken by the companion
-    score = dict(zip(map(int, three.ids), three.scores))
-    assert score[3] == pytest.approx(dict(zip(map(int, two.ids), two.scores))[3])
+    score, before = (dict(zip(map(int, r.ids), r.scores)) for r in (three, two))
+    # chunk 3 has the lowest dense score (normalised 0): its companion share is that, not a companion score
+    assert score[3] == pytest.approx(0.8 * before[3])
+    # the held chunk 1 gets its normalised companion score (0.2 is the lowest of the companion's: 0)
+    assert score[1] == pytest.approx(0.8 * before[1]) and score[2] == pytest.approx(0.8 * before[2] + 0.2)
     off = fuse(dense, keyword, "en", E5_FUSION.__class__(**{**E5_FUSION.__dict__, "companion_weight": 0.0}),
                companion=side)
     assert list(off.ids) == list(two.ids)

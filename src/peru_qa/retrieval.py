@@ -263,10 +263,10 @@ def fuse(dense: tuple[np.ndarray, np.ndarray], keyword: tuple[np.ndarray, np.nda
     if languages is not None and _weighs_languages(params, w) and len(union):
         other = np.asarray([lang != language for lang in languages(union)], dtype=bool)
         weights[other] = cross
-    combined = (weights * _normalise(dense_full, dense_full[ref], how, floor_zero=False)
-                + (1.0 - weights) * _normalise(kw_full, kw_full[ref], how, floor_zero=True))
+    dense_norm = _normalise(dense_full, dense_full[ref], how, floor_zero=False)
+    combined = weights * dense_norm + (1.0 - weights) * _normalise(kw_full, kw_full[ref], how, floor_zero=True)
     if companion is not None and params.companion_weight > 0 and len(union):
-        combined = _with_companion(combined, union, ref, companion, params, depth)
+        combined = _with_companion(combined, dense_norm, union, ref, companion, params, depth)
     order = np.lexsort((union, -combined))
     return Ranked(
         ids=union[order],
@@ -286,9 +286,13 @@ class Companion:
     scorer: Scorer
 
 
-def _with_companion(combined: np.ndarray, union: np.ndarray, ref: np.ndarray, companion: Companion,
-                    params: FusionParams, depth: int) -> np.ndarray:
-    """Mix the companion's normalised score into the chunks it holds (weight `params.companion_weight`)."""
+def _with_companion(combined: np.ndarray, dense_norm: np.ndarray, union: np.ndarray, ref: np.ndarray,
+                    companion: Companion, params: FusionParams, depth: int) -> np.ndarray:
+    """Give the companion's normalised score weight `params.companion_weight` in every candidate's score; a chunk it
+    does not hold (another language) takes its own normalised dense score there instead. Leaving those chunks
+    out of the mix (weight 0) favoured the English chunks the companion scores high: on an XQuAD corpus with each
+    paragraph in one language only (dev half, English questions) nDCG@10 0.8686 without companion, 0.8674 held
+    chunks only, 0.8784 with the dense stand-in (benchmarks/RESULTS.md, "Companion")."""
     scores = np.asarray(companion.scorer(union), dtype=np.float64)
     held = ~np.isnan(scores)
     if not held.any():
@@ -297,8 +301,8 @@ def _with_companion(combined: np.ndarray, union: np.ndarray, ref: np.ndarray, co
     scale_on = held & (ref | np.fromiter((int(i) in top for i in union), dtype=bool, count=len(union)))
     normalised = _normalise(np.where(held, scores, 0.0), scores[scale_on] if scale_on.any() else scores[held],
                             params.normalization, floor_zero=False)
-    w = np.where(held, params.companion_weight, 0.0)
-    return (1.0 - w) * combined + w * normalised
+    w = params.companion_weight
+    return (1.0 - w) * combined + w * np.where(held, normalised, dense_norm)
 
 
 def _union(d_ids: np.ndarray, k_ids: np.ndarray, c_ids: np.ndarray | None = None) -> np.ndarray:
