@@ -233,6 +233,8 @@ def test_numbered_migrations_bring_an_old_database_up(pg_url, docs, embedder, ca
         conn.execute("DROP TABLE originals")
         conn.execute("DROP TABLE term_df")
         conn.execute("ALTER TABLE chunk_terms DROP COLUMN impact")  # drops its index too
+        conn.execute("ALTER TABLE chunks DROP COLUMN companion")  # and its HNSW index
+        conn.execute("DELETE FROM meta WHERE key IN ('companion', 'companion_dimension')")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     capsys.readouterr()
     with KnowledgeBase(pg_url, embedder=embedder) as kb:

@@ -104,11 +104,26 @@ def test_a_model_without_companion_drops_it_and_the_default_brings_it_back(tmp_p
         assert len(kb.indexes.current().companion) == len(_english_chunk_ids(kb))
 
 
-def test_database_index_has_no_companion(pg_url, embedder):
-    with KnowledgeBase(pg_url, embedder=embedder) as kb:
-        kb.add_texts(DOCS)
-        assert kb.companion_name is None and not kb.lacks_companion and kb.stats()["companion"] is None
-        assert kb.retrieve("ships carrying cocaine to Antwerp", k=1)[0].title == "Callao"
+def test_database_index_keeps_the_companion_and_ranks_as_the_folder_index(pg_url, tmp_path, embedder):
+    """Same documents in PostgreSQL and in a folder: the same companion vectors and the same fused rankings."""
+    with KnowledgeBase(tmp_path / "idx", embedder=embedder) as local, KnowledgeBase(pg_url, embedder=embedder) as pg:
+        for kb in (local, pg):
+            kb.add_texts(DOCS)
+        assert pg.companion_name == MINILM_MODEL and pg.stats()["companion"] == MINILM_MODEL
+        assert len(pg.indexes.current().companion) == len(_english_chunk_ids(local))
+        for question in ("ships carrying cocaine to Antwerp", "timber moved by river to sawmills",
+                         "¿Quién financia a las bandas armadas?"):
+            a, b = local.rank(question, 10), pg.rank(question, 10)
+            assert [local.store.chunk_rows([int(i)])[int(i)]["text"] for i in a.ids[:3]] == \
+                   [pg.store.chunk_rows([int(i)])[int(i)]["text"] for i in b.ids[:3]]
+            assert np.allclose(a.scores[:3], b.scores[:3], atol=1e-4)
+        # an index filled in later, as a folder index is by `rebuild`
+        with pg.store.transaction() as conn:
+            conn.execute("UPDATE chunks SET companion = NULL")
+            conn.execute("DELETE FROM meta WHERE key IN ('companion', 'companion_dimension')")
+        assert pg.lacks_companion and pg.indexes.current().companion is None
+        assert pg.rebuild()["companion_embedded"] == len(_english_chunk_ids(local))
+        assert not pg.lacks_companion and len(pg.indexes.current().companion) == len(_english_chunk_ids(local))
 
 
 def test_copied_folder_index_gets_its_english_vectors(tmp_path, embedder):

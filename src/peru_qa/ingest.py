@@ -198,9 +198,8 @@ def record_model(owner: Owner) -> None:
         with store.transaction():
             store.set_meta("model", owner.model_name)
             store.set_meta("dimension", str(owner.embedder.dim))
-            if store.holds_companion:
-                store.set_meta("companion", companion.name if companion is not None else "")
-                store.set_meta("companion_dimension", str(companion.dim if companion is not None else 0))
+            store.set_meta("companion", companion.name if companion is not None else "")
+            store.set_meta("companion_dimension", str(companion.dim if companion is not None else 0))
     else:
         owner._check_dimension()
 

@@ -99,9 +99,7 @@ class KnowledgeBase:
     @property
     def companion_name(self) -> str | None:
         """The English model whose vectors this index keeps beside its own (`config.COMPANION_MODELS`), or None:
-        the model has none, the backend keeps none, or the index predates companions (`rebuild` adds them)."""
-        if not self.store.holds_companion:
-            return None
+        the model has none, or the index predates companions (`rebuild` adds them)."""
         stored = self.store.meta("companion")
         if stored is not None:
             return stored or None  # "" once re-embedded with a model without a companion
@@ -112,8 +110,8 @@ class KnowledgeBase:
     @property
     def lacks_companion(self) -> bool:
         """Built before companion vectors existed while its model has one: `rebuild` fills them in."""
-        return (self.store.holds_companion and self.model_name in COMPANION_MODELS
-                and self.store.meta("companion") is None and bool(self.store.meta("model")))
+        return (self.model_name in COMPANION_MODELS and self.store.meta("companion") is None
+                and bool(self.store.meta("model")))
 
     @property
     def companion(self) -> Embedder | None:

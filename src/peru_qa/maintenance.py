@@ -98,7 +98,7 @@ def fill_companion(kb: Owner, progress: ProgressFn | None = None) -> int:
     """Give an index built before companion vectors existed its model's companion (`config.COMPANION_MODELS`):
     embed the English chunks that lack one, then record the companion. Returns how many chunks were embedded."""
     store = kb.store
-    name = COMPANION_MODELS.get(kb.model_name) if store.holds_companion else None
+    name = COMPANION_MODELS.get(kb.model_name)
     if name is None:
         return 0
     rows = store.chunks_lacking_companion(COMPANION_LANGUAGE)
@@ -126,7 +126,7 @@ def re_embed(kb: Owner, progress: ProgressFn | None = None) -> dict:
 
     The caller has switched `kb` to the new model already."""
     store, embedder = kb.store, kb.embedder
-    name = COMPANION_MODELS.get(kb.model_name) if store.holds_companion else None
+    name = COMPANION_MODELS.get(kb.model_name)
     companion = get_embedder(name) if name else None
     docs = store.documents()
     prepared = []
@@ -144,9 +144,8 @@ def re_embed(kb: Owner, progress: ProgressFn | None = None) -> dict:
         with store.transaction():
             store.set_meta("model", kb.model_name)
             store.set_meta("dimension", str(embedder.dim))
-            if store.holds_companion:
-                store.set_meta("companion", companion.name if companion is not None else "")
-                store.set_meta("companion_dimension", str(companion.dim if companion is not None else 0))
+            store.set_meta("companion", companion.name if companion is not None else "")
+            store.set_meta("companion_dimension", str(companion.dim if companion is not None else 0))
             for record, pages, chunks, vectors, extra in prepared:
                 record.n_chunks = len(chunks)
                 store.write_document(record, page_rows(pages), chunk_rows(record.title, record.language, chunks),

@@ -143,6 +143,11 @@ MIGRATIONS: list[str] = [
               FROM chunk_terms GROUP BY 1, 2) x
         GROUP BY chunk_id;
     """,
+    # 6: a second, English-only model's vector for each chunk of an English document (NULL elsewhere): the index
+    # model's companion (config.COMPANION_MODELS); typed and indexed (HNSW) once its dimension is recorded.
+    """
+    ALTER TABLE chunks ADD COLUMN companion vector;
+    """,
 ]
 
 #: sparse-vector slots of hashed terms (md5's first 28 bits + 1, the same in SQL and in `term_slot`)
@@ -199,16 +204,18 @@ class PgDerived:
     generation: int
     vectors: PgVectors
     keyword: PgKeyword
+    #: The companion model's vectors (English chunks only); None when the index has no companion.
+    companion: PgVectors | None = None
     #: searches are round trips to a server: `retrieval.rank` runs them at once
     remote: bool = True
 
 
-#: What a question reads, most read first: the vector graph; each chunk's impacts (candidates' order); term
-#: statistics and postings by impact (keyword candidates); the (term, chunk) keys and the postings' rows (exact
-#: BM25 of each candidate, one probe per term); the chunks' rows and the values stored out of line (vectors of
-#: keyword candidates, lengths, languages, texts).
-WARM_RELATIONS = ("chunks_embedding_hnsw", "chunk_bags_pkey", "chunk_bags", "term_df_pkey", "term_df",
-                  "chunk_terms_impact", "chunk_terms_pkey", "chunk_terms", "chunks_pkey", "chunks")
+#: What a question reads, most read first: the vector graphs (the companion's for English questions); each chunk's
+#: impacts (candidates' order); term statistics and postings by impact (keyword candidates); the (term, chunk) keys
+#: and the postings' rows (exact BM25 of each candidate, one probe per term); the chunks' rows and the values stored
+#: out of line (vectors of keyword candidates, lengths, languages, texts).
+WARM_RELATIONS = ("chunks_embedding_hnsw", "chunks_companion_hnsw", "chunk_bags_pkey", "chunk_bags", "term_df_pkey",
+                  "term_df", "chunk_terms_impact", "chunk_terms_pkey", "chunk_terms", "chunks_pkey", "chunks")
 
 
 def _with_toast(conn, names: tuple[str, ...]) -> list[str]:
@@ -230,9 +237,6 @@ def _with_toast(conn, names: tuple[str, ...]) -> list[str]:
 
 class PgStore:
     """The PostgreSQL counterpart of `store.Store` (same methods, same records)."""
-
-    #: No companion model's vectors here (`config.COMPANION_MODELS`): a database index fuses two sides.
-    holds_companion = False
 
     def __init__(self, url: str, create: bool = True):
         try:
@@ -370,7 +374,8 @@ class PgStore:
         timings: dict = {}
         with self.writer(), self._pinned() as conn:
             with conn.transaction():
-                for sql in ("DROP INDEX IF EXISTS chunks_embedding_hnsw", "DROP INDEX IF EXISTS chunk_terms_impact",
+                for sql in ("DROP INDEX IF EXISTS chunks_embedding_hnsw", "DROP INDEX IF EXISTS chunks_companion_hnsw",
+                            "DROP INDEX IF EXISTS chunk_terms_impact",
                             "DROP INDEX IF EXISTS chunk_terms_chunk",
                             "ALTER TABLE chunk_terms DROP CONSTRAINT IF EXISTS chunk_terms_chunk_id_fkey",
                             "ALTER TABLE chunk_terms DROP CONSTRAINT IF EXISTS chunk_terms_pkey",
@@ -408,6 +413,9 @@ class PgStore:
             typed = _embedding_type(conn)
             if dim and typed == f"vector({dim})":
                 _create_hnsw(conn)
+            companion_dim = int(self.meta("companion_dimension") or 0)
+            if companion_dim and _column_type(conn, "companion") == f"vector({companion_dim})":
+                _create_hnsw(conn, "companion")
             timings["vector_index_seconds"] = round(time.perf_counter() - started, 1)
             started = time.perf_counter()
             # index-only scans need the visibility map
@@ -435,6 +443,8 @@ class PgStore:
                          "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value))
             if key == "dimension":
                 self._type_vectors(conn, int(value))
+            elif key == "companion_dimension" and int(value or 0):
+                self._type_companion(conn, int(value))
 
     def _type_vectors(self, conn, dim: int) -> None:
         """Fix the vector column's dimension and build the HNSW index, once the first write knows the model."""
@@ -448,6 +458,14 @@ class PgStore:
         conn.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dim})")
         if not getattr(self._local, "bulk", False):  # a bulk load builds it at its end
             _create_hnsw(conn)
+
+    def _type_companion(self, conn, dim: int) -> None:
+        """Fix the companion column's dimension (its stored vectors all have it) and index it (HNSW)."""
+        if _column_type(conn, "companion") != f"vector({dim})":
+            conn.execute("DROP INDEX IF EXISTS chunks_companion_hnsw")
+            conn.execute(f"ALTER TABLE chunks ALTER COLUMN companion TYPE vector({dim})")
+        if not getattr(self._local, "bulk", False):
+            _create_hnsw(conn, "companion")
 
     @property
     def generation(self) -> int:
@@ -505,8 +523,8 @@ class PgStore:
     def write_document(self, record: DocumentRecord, pages: list[tuple[int, str, list, dict]], chunks: list[ChunkRow],
                        vectors: np.ndarray, replace_ids: tuple[str, ...] = (),
                        companion: np.ndarray | None = None) -> None:
-        """Insert one document with its chunks and vectors, replacing older versions, in one transaction.
-        (`companion` is ignored: a database index has no companion model, see `holds_companion`.)"""
+        """Insert one document with its chunks and vectors (and the companion model's, for an English document),
+        replacing older versions, in one transaction."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self.transaction() as conn:
             if replace_ids:
@@ -521,24 +539,26 @@ class PgStore:
                     "INSERT INTO pages(doc_id, page, text, sections, metadata) VALUES (%s,%s,%s,%s,%s)",
                     [(record.id, number, text, json.dumps(sections, ensure_ascii=False),
                       json.dumps(meta, ensure_ascii=False)) for number, text, sections, meta in pages])
-                ids = self._insert_chunks(cur, record.id, chunks, vectors)
+                ids = self._insert_chunks(cur, record.id, chunks, vectors, companion)
             conn.execute("UPDATE totals SET chunks = chunks + %s, terms = terms + %s",
                          (len(chunks), sum(len(c.terms) for c in chunks)))
             self._bump(conn)
         return ids
 
-    def _insert_chunks(self, cur, doc_id: str, chunks: list[ChunkRow], vectors: np.ndarray) -> list[int]:
+    def _insert_chunks(self, cur, doc_id: str, chunks: list[ChunkRow], vectors: np.ndarray,
+                       companion: np.ndarray | None = None) -> list[int]:
         """Chunks and their postings by COPY (ids drawn from the sequence first), and the terms' document
         frequencies; a posting's impact uses the average chunk length with this document counted."""
         if not chunks:
             return []
         ids = [r["id"] for r in cur.execute("SELECT nextval('chunks_id_seq') AS id FROM generate_series(1, %s)",
                                             (len(chunks),)).fetchall()]
-        with cur.copy('COPY chunks(id, doc_id, page, section, start, "end", text, terms, n_terms, embedding) '
-                      "FROM STDIN") as copy:
-            for cid, c, v in zip(ids, chunks, vectors):
+        with cur.copy('COPY chunks(id, doc_id, page, section, start, "end", text, terms, n_terms, embedding, '
+                      "companion) FROM STDIN") as copy:
+            for n, (cid, c, v) in enumerate(zip(ids, chunks, vectors)):
                 copy.write_row((cid, doc_id, c.page, c.section, c.start, c.end, c.text, " ".join(c.terms),
-                                len(c.terms), _vector_text(v)))
+                                len(c.terms), _vector_text(v),
+                                _vector_text(companion[n]) if companion is not None else None))
         total = cur.execute("SELECT chunks, terms FROM totals").fetchone()
         avgdl = max(1.0, (total["terms"] + sum(len(c.terms) for c in chunks)) / (total["chunks"] + len(chunks)))
         k1, b = BM25_PARAMS["k1"], BM25_PARAMS["b"]
@@ -625,6 +645,41 @@ class PgStore:
         ids = np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
         matrix = np.stack([_parse_vector(r["v"]) for r in rows]) if rows else np.zeros((0, dim), np.float32)
         return ids, matrix
+
+    def companion_ids(self) -> np.ndarray:
+        with self._conn() as conn:
+            rows = conn.execute("SELECT id FROM chunks WHERE companion IS NOT NULL ORDER BY id").fetchall()
+        return np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
+
+    def companion_vectors(self, ids: np.ndarray | None, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, matrix) of the companion vectors of `ids` (all of them when None)."""
+        with self._conn() as conn:
+            if ids is None:
+                rows = conn.execute("SELECT id, companion::text AS v FROM chunks WHERE companion IS NOT NULL "
+                                    "ORDER BY id").fetchall()
+            else:
+                rows = conn.execute("SELECT id, companion::text AS v FROM chunks WHERE id = ANY(%s) "
+                                    "AND companion IS NOT NULL ORDER BY id", ([int(i) for i in ids],)).fetchall()
+        out = np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.stack([_parse_vector(r["v"]) for r in rows]) if rows else np.zeros((0, dim), np.float32)
+        return out, matrix
+
+    def chunks_lacking_companion(self, language: str = "en") -> list[tuple[int, str, str, str]]:
+        """(id, document title, section, text) of the chunks of `language` documents without a companion vector."""
+        with self._conn() as conn:
+            rows = conn.execute("SELECT c.id, d.title, c.section, c.text FROM chunks c JOIN documents d "
+                                "ON d.id = c.doc_id WHERE d.language = %s AND c.companion IS NULL ORDER BY c.id",
+                                (language,)).fetchall()
+        return [(r["id"], r["title"], r["section"], r["text"]) for r in rows]
+
+    def set_companion(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Store companion vectors of existing chunks (filling an index built before it had a companion)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self.transaction() as conn:
+            with conn.cursor() as cur:
+                cur.executemany("UPDATE chunks SET companion = %s::vector WHERE id = %s",
+                                [(_vector_text(vectors[n]), int(i)) for n, i in enumerate(ids)])
+            self._bump(conn)
 
     def all_terms(self) -> tuple[np.ndarray, list[list[str]]]:
         with self._conn() as conn:
@@ -769,7 +824,8 @@ class PgStore:
         return 0
 
     def load_derived(self, current_only: bool = True) -> PgDerived:
-        return PgDerived(self.generation, PgVectors(self), PgKeyword(self))
+        companion = PgVectors(self, "companion") if int(self.meta("companion_dimension") or 0) else None
+        return PgDerived(self.generation, PgVectors(self), PgKeyword(self), companion)
 
     def build_derived(self, dim: int, previous=None) -> PgDerived:
         self._retype_after_reembedding(dim)
@@ -786,46 +842,53 @@ class PgStore:
         _create_hnsw(conn)
 
 
-def _create_hnsw(conn) -> None:
+def _create_hnsw(conn, column: str = "embedding") -> None:
     """The HNSW index on the vectors: graph degree `m` 32 and build depth `ef_construction` 128, twice pgvector's
     defaults — at 1M chunks dense recall@10 was 0.872 with 16/64 and 0.950 with 32/128 (HNSW build 868 s;
     benchmarks/RESULTS.md "Scale"). PERU_QA_PG_HNSW_M, PERU_QA_PG_HNSW_EF_CONSTRUCTION override them."""
     m = int(os.environ.get("PERU_QA_PG_HNSW_M", "32"))
     ef_construction = max(2 * m, int(os.environ.get("PERU_QA_PG_HNSW_EF_CONSTRUCTION", "128")))
-    conn.execute(f"CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops) "
+    conn.execute(f"CREATE INDEX IF NOT EXISTS chunks_{column}_hnsw ON chunks USING hnsw ({column} vector_cosine_ops) "
                  f"WITH (m = {m}, ef_construction = {ef_construction})")
 
 
 class PgVectors:
     """Dense search in SQL: pgvector's HNSW index on cosine distance (vectors are normalised: cosine = dot)."""
 
-    def __init__(self, store: PgStore):
+    def __init__(self, store: PgStore, column: str = "embedding"):
+        """`column`: "embedding" (the index model's vectors) or "companion" (English chunks only)."""
         self.store = store
+        self.column = column
         self.approximate = True
 
     def __len__(self) -> int:
-        return self.store.chunk_count()
+        if self.column == "embedding":
+            return self.store.chunk_count()
+        return len(self.store.companion_ids())
 
     def ids(self) -> np.ndarray:
-        return self.store.chunk_ids()
+        return self.store.chunk_ids() if self.column == "embedding" else self.store.companion_ids()
 
     def similarity(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """Cosine computed in the server: a float per chunk comes back instead of its vector as text."""
+        """Cosine computed in the server: a float per chunk comes back instead of its vector as text. NaN for a
+        chunk without a companion vector."""
         ids = np.asarray(ids, dtype=np.int64)
         with self.store._conn() as conn:
-            rows = conn.execute("SELECT id, 1 - (embedding <=> %s::vector) AS s FROM chunks WHERE id = ANY(%s)",
+            rows = conn.execute(f"SELECT id, 1 - ({self.column} <=> %s::vector) AS s FROM chunks WHERE id = ANY(%s)",
                                 (_vector_text(np.asarray(query, dtype=np.float32).ravel()),
                                  [int(i) for i in ids])).fetchall()
-        found = {r["id"]: r["s"] for r in rows}
-        return np.asarray([found[int(i)] for i in ids], dtype=np.float32)
+        found = {r["id"]: (np.nan if r["s"] is None else r["s"]) for r in rows}
+        if self.column == "embedding":
+            return np.asarray([found[int(i)] for i in ids], dtype=np.float32)
+        return np.asarray([found.get(int(i), np.nan) for i in ids], dtype=np.float64)
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if k <= 0 or (allowed is not None and len(allowed) == 0):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         q = _vector_text(np.asarray(query, dtype=np.float32).ravel())
-        where, args = "", [q]
+        where, args = ("" if self.column == "embedding" else f"WHERE {self.column} IS NOT NULL"), [q]
         if allowed is not None:
-            where = "WHERE id = ANY(%s)"
+            where = f"{where} AND id = ANY(%s)" if where else "WHERE id = ANY(%s)"
             args.append([int(i) for i in allowed])
         with self.store.transaction() as conn:
             # ef_search bounds what HNSW returns (default 40): at least the candidates asked for, with margin;
@@ -835,8 +898,8 @@ class PgVectors:
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(1000, ef)),))
             conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
             rows = conn.execute(
-                f"SELECT id, 1 - (embedding <=> %s::vector) AS s FROM chunks {where} "
-                f"ORDER BY embedding <=> %s::vector LIMIT %s", [*args, q, k]).fetchall()
+                f"SELECT id, 1 - ({self.column} <=> %s::vector) AS s FROM chunks {where} "
+                f"ORDER BY {self.column} <=> %s::vector LIMIT %s", [*args, q, k]).fetchall()
         rows.sort(key=lambda r: (-r["s"], r["id"]))
         return (np.asarray([r["id"] for r in rows], dtype=np.int64),
                 np.asarray([r["s"] for r in rows], dtype=np.float32))
@@ -1002,8 +1065,12 @@ class PgIndexes:
 
 def _embedding_type(conn) -> str:
     """The chunks' vector column type as declared ("vector(384)", or "vector" while untyped)."""
+    return _column_type(conn, "embedding")
+
+
+def _column_type(conn, column: str) -> str:
     return conn.execute("SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute "
-                        "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'").fetchone()["t"]
+                        "WHERE attrelid = 'chunks'::regclass AND attname = %s", (column,)).fetchone()["t"]
 
 
 def _connect_timeout() -> float:

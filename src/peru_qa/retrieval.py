@@ -363,7 +363,7 @@ def rank(query: str, n: int, mode: str, derived: Derived, embedder: Embedder | N
     dense = keyword = empty
     dense_scorer = keyword_scorer = None
     if getattr(derived, "remote", False) and mode == "hybrid" and (embedder is not None or qvec is not None):
-        return _rank_remote(query, n, derived, embedder, allowed, params, qvec, languages)
+        return _rank_remote(query, n, derived, embedder, allowed, params, qvec, languages, companion, companion_qvec)
     if mode != "keyword" and (embedder is not None or qvec is not None):
         if qvec is None:
             qvec = embedder.encode([query], kind="query")[0]
@@ -387,11 +387,15 @@ def _companion_side(query: str, n: int, derived: Derived, companion: Embedder | 
                     params: FusionParams, qvec: np.ndarray | None) -> Companion | None:
     """The companion model's candidates and scorer, when the index has its vectors and the fusion weighs it."""
     index = getattr(derived, "companion", None)
-    if index is None or not len(index) or params.companion_weight <= 0 or (companion is None and qvec is None):
+    if index is None or params.companion_weight <= 0 or (companion is None and qvec is None):
         return None
     if qvec is None:
         qvec = companion.encode([query], kind="query")[0]
     ids, scores = index.search(qvec, n, allowed)
+    if not len(ids):
+        return None
+    if getattr(derived, "remote", False):  # the server gives NaN for a chunk without a companion vector
+        return Companion(ids, scores, lambda candidates: index.similarity(qvec, candidates))
     held = index.ids()
 
     def score(candidates: np.ndarray) -> np.ndarray:
@@ -409,7 +413,8 @@ _REMOTE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="peru-qa-search")
 
 
 def _rank_remote(query: str, n: int, derived: Derived, embedder: Embedder | None, allowed: np.ndarray | None,
-                 params: FusionParams, qvec: np.ndarray | None, languages: LanguageOf | None) -> Ranked:
+                 params: FusionParams, qvec: np.ndarray | None, languages: LanguageOf | None,
+                 companion: Embedder | None = None, companion_qvec: np.ndarray | None = None) -> Ranked:
     """`rank` in hybrid mode against a database server: the dense and keyword searches run at once, then the
     exact scores each side's candidates get from the other side and the candidates' languages (each a round
     trip to the server) — the same ranking as `rank`, in the time of the slowest query rather than the sum
@@ -421,6 +426,9 @@ def _rank_remote(query: str, n: int, derived: Derived, embedder: Embedder | None
         return derived.keyword.search(tokens, n, allowed, scores=scores), scores
 
     pending = _REMOTE.submit(keyword_side)
+    language = detect_language(query)
+    side = (_REMOTE.submit(_companion_side, query, n, derived, companion, allowed, params, companion_qvec)
+            if language == "en" else None)
     if qvec is None:
         qvec = embedder.encode([query], kind="query")[0]
     dense = derived.vectors.search(qvec, n, allowed)
@@ -428,7 +436,6 @@ def _rank_remote(query: str, n: int, derived: Derived, embedder: Embedder | None
     d_ids, k_ids = (np.asarray(side[0], dtype=np.int64) for side in (dense, keyword))
     union = _union(d_ids, k_ids)
     dense_only, keyword_only = np.setdiff1d(d_ids, k_ids), np.setdiff1d(k_ids, d_ids)
-    language = detect_language(query)
     lookups = _REMOTE.submit(derived.keyword.lookup, scores, dense_only) if scores is not None and len(
         dense_only) else None
     weighed = languages is not None and _weighs_languages(params, _dense_weight(params, language, d_ids, k_ids))
@@ -450,9 +457,13 @@ def _rank_remote(query: str, n: int, derived: Derived, embedder: Embedder | None
     def scorer(side: str) -> Scorer:
         return lambda ids: np.asarray([known[side][int(i)] for i in ids], dtype=np.float64)
 
+    third = side.result() if side is not None else None
+    if not (len(d_ids) and len(k_ids)):
+        third = None  # as in `rank`: with one side empty the ranking is that side's
     return fuse(dense, keyword, language, params, dense_scorer=scorer("dense"),
                 keyword_scorer=scorer("keyword") if scores is not None else None,
-                languages=(lambda ids: [language_of[int(i)] for i in ids]) if langs is not None else None)
+                languages=(lambda ids: [language_of[int(i)] for i in ids]) if langs is not None else None,
+                companion=third)
 
 
 def search(query: str, k: int, mode: str, derived: Derived, store: Store, embedder: Embedder | None,

@@ -193,9 +193,6 @@ def _is_locked(exc: sqlite3.OperationalError) -> bool:
 
 
 class Store:
-    #: Keeps a companion model's vectors next to the index model's (`config.COMPANION_MODELS`).
-    holds_companion = True
-
     def __init__(self, path: Path, create: bool = True):
         self.path = Path(path)
         if not (self.path / DB_NAME).exists():

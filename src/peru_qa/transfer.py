@@ -1,8 +1,8 @@
 """`peru-qa copy SRC DST`: an index copied to another location or backend (a folder into PostgreSQL and back).
 
 Documents, page texts, chunks, their keyword terms and their vectors are copied as stored, not re-read or
-re-embedded (except the English companion vectors of a folder index, `config.COMPANION_MODELS`, which are made at
-the destination: a database index keeps none); each document is one transaction at the destination. Documents
+re-embedded (except the English companion vectors, `config.COMPANION_MODELS`, which are made again at the
+destination once the documents are in); each document is one transaction at the destination. Documents
 the destination already holds with the same content are skipped, so an interrupted copy can simply be run
 again."""
 
