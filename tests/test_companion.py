@@ -44,6 +44,13 @@ def test_default_index_keeps_english_vectors_of_english_chunks_only(tmp_path, em
         assert kb.retrieve("ships carrying cocaine to Antwerp", k=1)[0].title == "Callao"
         kb.remove("ucayali")
         assert len(kb.indexes.current().companion) == len(_english_chunk_ids(kb))
+        kb.add_texts([TextDocument("vraem", "Coca growers in the VRAEM sell leaf to cocaine base labs run by clans.")])
+        companion = kb.indexes.current().companion  # updated in place from the previous generation's
+        assert np.array_equal(np.sort(companion.ids()), _english_chunk_ids(kb))
+        top = kb.retrieve("who buys the VRAEM coca leaf", k=1)[0]
+        assert top.source == "vraem"
+        assert companion.similarity(kb.companion.encode(["VRAEM coca leaf"], kind="query")[0],
+                                    np.array([top.chunk_id]))[0] > 0.3
 
 
 def test_companion_scores_the_chunks_it_holds_and_others_keep_their_dense_score_in_its_place():

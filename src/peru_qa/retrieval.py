@@ -173,7 +173,8 @@ class FusionParams:
     #: model cannot read across languages either).
     cross_lingual_dense_weight: float | None = None
     #: Share of an English question's score given to the index's companion model (`config.COMPANION_MODELS`,
-    #: an English-only model) on English chunks; the two-sided score keeps the rest. 0: not used.
+    #: an English-only model; a chunk it does not hold puts its dense score there); the two-sided score keeps
+    #: the rest. 0: not used.
     companion_weight: float = 0.0
 
 
@@ -186,8 +187,8 @@ DEFAULT_FUSION = FusionParams()
 MULTILINGUAL_FUSION = FusionParams(dense_weight={"en": 0.6, "es": 0.6}, cross_lingual_dense_weight=0.8)
 #: The default model (multilingual-e5-small in torch, 256-token chunks): dense 0.7 for Spanish questions was
 #: best on the XQuAD-es dev half (0.9782 vs 0.9770 at 0.6, 0.9753 at 0.5); English keeps 0.6 (XQuAD-en dev 0.9857).
-#: Its companion, MiniLM, gets 0.2 of an English question's score on English chunks: best on SciFact train
-#: (0.7412 without, 0.7435 / 0.7494 / 0.7488 / 0.7447 at 0.1-0.4), XQuAD-en unchanged (benchmarks/companion.py).
+#: Its companion, MiniLM, gets 0.2 of an English question's score: best on SciFact train (0.7411 without,
+#: 0.7435 / 0.7493 / 0.7488 / 0.7447 at 0.1-0.4), XQuAD-en dev 0.9857 -> 0.9853 (benchmarks/companion.py).
 E5_FUSION = FusionParams(dense_weight={"en": 0.6, "es": 0.7}, cross_lingual_dense_weight=0.8, companion_weight=0.2)
 
 
@@ -246,7 +247,7 @@ def fuse(dense: tuple[np.ndarray, np.ndarray], keyword: tuple[np.ndarray, np.nda
     query gets that dense weight instead: its keyword score only reflects shared names and numbers.
 
     `companion` (an English question, an index with a companion model) adds a third side: its candidates join
-    the union, and a chunk with a companion vector gets `params.companion_weight` of its score from it."""
+    the union, and `params.companion_weight` of every candidate's score comes from it (`_with_companion`)."""
     d_ids, d_scores = (np.asarray(a) for a in dense)
     k_ids, k_scores = (np.asarray(a) for a in keyword)
     union = _union(d_ids, k_ids, companion.ids if companion is not None else None)
@@ -291,8 +292,8 @@ def _with_companion(combined: np.ndarray, dense_norm: np.ndarray, union: np.ndar
     """Give the companion's normalised score weight `params.companion_weight` in every candidate's score; a chunk it
     does not hold (another language) takes its own normalised dense score there instead. Leaving those chunks
     out of the mix (weight 0) favoured the English chunks the companion scores high: on an XQuAD corpus with each
-    paragraph in one language only (dev half, English questions) nDCG@10 0.8686 without companion, 0.8674 held
-    chunks only, 0.8784 with the dense stand-in (benchmarks/RESULTS.md, "Companion")."""
+    paragraph in one language only (dev half, English questions) nDCG@10 0.8687 without companion, 0.8674 held
+    chunks only, 0.8784 with the dense stand-in (benchmarks/companion.py --sets mixed; RESULTS.md "Companion")."""
     scores = np.asarray(companion.scorer(union), dtype=np.float64)
     held = ~np.isnan(scores)
     if not held.any():

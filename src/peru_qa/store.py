@@ -500,6 +500,12 @@ class Store:
             raise IndexCorruptError("stored companion vectors do not match their dimension; run `peru-qa rebuild`")
         return out_ids, matrix.reshape(len(rows), dim)
 
+    def _companion_rows(self, ids: np.ndarray, dim: int) -> np.ndarray:
+        """The companion vectors of `ids` (all of which have one), row for row."""
+        found, matrix = self.companion_vectors(ids, dim)
+        row = {int(i): n for n, i in enumerate(found)}
+        return matrix[[row[int(i)] for i in ids]] if len(ids) else matrix
+
     def chunks_lacking_companion(self, language: str = "en") -> list[tuple[int, str, str, str]]:
         """(id, document title, section, text) of the chunks of `language` documents without a companion vector."""
         return [tuple(r) for r in self.db.execute(
@@ -638,7 +644,7 @@ class Store:
         companion_dim = int(self.meta("companion_dimension") or 0)
         if companion_dim:
             companion = _refreshed(previous.companion if previous else None, self.companion_ids(), companion_dim,
-                                   lambda ids: self.companion_vectors(ids, companion_dim)[1],
+                                   lambda ids: self._companion_rows(ids, companion_dim),
                                    lambda: self.companion_vectors(None, companion_dim))
         ids, terms = self.all_terms()
         keyword = KeywordIndex.build(ids, terms)
