@@ -78,9 +78,9 @@ def mixed_sets():
 
 def score_set(evalset, weights: list[float]) -> dict[str, dict[str, float]]:
     """Hybrid nDCG@10 / hit@5 at each companion weight (query embeddings of both models computed once)."""
-    from tune_fusion import dev_half
+    from tune_fusion import scored_parts
 
-    from peru_qa.evaluation import open_index, score_run
+    from peru_qa.evaluation import document_ranking, open_index
 
     kb, _ = open_index(evalset)
     with kb:
@@ -97,20 +97,9 @@ def score_set(evalset, weights: list[float]) -> dict[str, dict[str, float]]:
             out = {}
             for qid, text, qvec, cvec in zip(qids, texts, qvecs, cvecs):
                 ranked = kb.rank(text, 100, "hybrid", qvec=qvec, companion_qvec=cvec, fusion=params)
-                docs: dict[str, None] = {}
-                for cid in ranked.ids:
-                    docs.setdefault(doc_of[int(cid)], None)
-                    if len(docs) == 100:
-                        break
-                out[qid] = list(docs)
+                out[qid] = document_ranking(ranked.ids, doc_of)
             runs[f"companion {w:g}"] = out
-    parts = {"all": evalset.qrels}
-    if evalset.name.startswith("xquad"):
-        dev = set(dev_half(list(evalset.qrels)))
-        parts["dev"] = {q: r for q, r in evalset.qrels.items() if q in dev}
-    return {f"{label} [{part}]": {m: round(v[m], 4) for m in ("ndcg@10", "hit@5")}
-            for label, out in runs.items() for part, qrels in parts.items()
-            for v in [score_run(out, qrels)]}
+    return scored_parts(runs, evalset.qrels, with_dev=evalset.name.startswith("xquad"))
 
 
 def main() -> None:

@@ -39,9 +39,9 @@ def sets(names: list[str]):
 def score_set(evalset, model: str | None) -> dict:
     """Dense, keyword and every hybrid variant on one set (query embeddings computed once), scored on the
     XQuAD dev half (for choosing) and on the whole test split (for reporting); SciFact train as is."""
-    from tune_fusion import dev_half
+    from tune_fusion import scored_parts
 
-    from peru_qa.evaluation import open_index, score_run
+    from peru_qa.evaluation import document_ranking, open_index
 
     kb, _ = open_index(evalset, model=model)
     with kb:
@@ -53,26 +53,14 @@ def score_set(evalset, model: str | None) -> dict:
         def run(mode: str, params) -> dict:
             out = {}
             for qid, text, qvec in zip(qids, texts, qvecs):
-                ranked = kb.rank(text, 300, mode, qvec=qvec, fusion=params)
-                docs: dict[str, None] = {}
-                for cid in ranked.ids:
-                    docs.setdefault(doc_of[int(cid)], None)
-                    if len(docs) == 100:
-                        break
-                out[qid] = list(docs)
+                out[qid] = document_ranking(kb.rank(text, 300, mode, qvec=qvec, fusion=params).ids, doc_of)
             return out
 
         base = kb.fusion
         runs = {"dense": run("dense", base), "keyword": run("keyword", base)}
         for label, cross in VARIANTS.items():
             runs[label] = run("hybrid", replace(base, cross_lingual_dense_weight=cross))
-    parts = {"all": evalset.qrels}
-    if "train" not in evalset.split:
-        dev = set(dev_half(list(evalset.qrels)))
-        parts["dev"] = {q: r for q, r in evalset.qrels.items() if q in dev}
-    return {f"{label} [{part}]": {m: round(v[m], 4) for m in ("ndcg@10", "hit@5")}
-            for label, out in runs.items() for part, qrels in parts.items()
-            for v in [score_run(out, qrels)]}
+    return scored_parts(runs, evalset.qrels, with_dev="train" not in evalset.split)
 
 
 def main() -> None:

@@ -31,6 +31,17 @@ def dev_half(qids: list[str]) -> list[str]:
     return [q for q in qids if int(hashlib.sha256(q.encode()).hexdigest(), 16) % 2 == 0]
 
 
+def scored_parts(runs: dict[str, dict[str, list[str]]], qrels: dict, with_dev: bool) -> dict[str, dict[str, float]]:
+    """nDCG@10 and hit@5 of each labelled run on all queries and, `with_dev`, on the dev half alone."""
+    parts = {"all": qrels}
+    if with_dev:
+        dev = set(dev_half(list(qrels)))
+        parts["dev"] = {q: r for q, r in qrels.items() if q in dev}
+    return {f"{label} [{part}]": {m: round(v[m], 4) for m in ("ndcg@10", "hit@5")}
+            for label, out in runs.items() for part, subset in parts.items()
+            for v in [score_run(out, subset)]}
+
+
 @dataclass
 class Data:
     name: str

@@ -399,16 +399,21 @@ def run_queries(kb, evalset: EvalSet, mode: str, key: Callable[[str], str],
              else [None] * len(texts))
     run: dict[str, list[str]] = {}
     for qid, text, qvec, cvec in zip(qids, texts, qvecs, cvecs):
-        ranked = kb.rank(text, depth, mode, qvec=qvec, companion_qvec=cvec)
-        docs: dict[str, None] = {}
-        for cid in ranked.ids:
-            doc = doc_of.get(int(cid))
-            if doc is not None:
-                docs.setdefault(doc, None)
-                if len(docs) == 100:
-                    break
-        run[qid] = list(docs)
+        run[qid] = document_ranking(kb.rank(text, depth, mode, qvec=qvec, companion_qvec=cvec).ids, doc_of)
     return run, time.perf_counter() - started
+
+
+def document_ranking(chunk_ids: Iterable[int], doc_of: dict[int, str], limit: int = 100) -> list[str]:
+    """A chunk ranking as documents (each at its best chunk), the first `limit` of them; chunks `doc_of` does not
+    know (removed meanwhile) are skipped."""
+    docs: dict[str, None] = {}
+    for cid in chunk_ids:
+        doc = doc_of.get(int(cid))
+        if doc is not None:
+            docs.setdefault(doc, None)
+            if len(docs) == limit:
+                break
+    return list(docs)
 
 
 def _by_language(run: dict[str, list[str]], evalset: EvalSet) -> dict[str, dict[str, float]]:

@@ -139,9 +139,6 @@ class Owner(Protocol):
     @property
     def companion(self) -> Embedder | None: ...
 
-    @property
-    def companion_name(self) -> str | None: ...
-
     def _check_dimension(self) -> None: ...
 
 
@@ -406,8 +403,6 @@ class Ingest:
             current = self.store.document_by_source(item.source)
             if item.size is not None:  # a file (not a text): a shared index keeps it for every machine's viewer
                 self.store.save_original(doc.content_hash, Path(item.source))
-            if not self.owner.companion_name:
-                companion = None  # an index without companion vectors (e.g. built before them) stays so
             self.store.write_document(record, page_rows(doc.pages), rows, vectors,
                                       replace_ids=(current.id,) if current else (), companion=companion)
         if any(p.metadata.get("ocr") for p in doc.pages):

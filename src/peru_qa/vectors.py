@@ -38,7 +38,7 @@ class VectorIndex:
         self.dim = dim
         self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self._ivf = faiss.try_extract_index_ivf(self.index)
-        self._ids: np.ndarray | None = None  # IVF only: its ids, gathered from the lists once per change
+        self._ids: np.ndarray | None = None  # its ids, gathered once per change (see `ids`)
 
     @classmethod
     def build(cls, dim: int, ids: np.ndarray, vectors: np.ndarray) -> VectorIndex:
@@ -69,8 +69,9 @@ class VectorIndex:
         return VectorIndex(self.dim, faiss.clone_index(self.index))
 
     def ids(self) -> np.ndarray:
-        if self._ivf is None:
-            return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        """The chunk ids held, gathered once per change (the companion side asks on every English question)."""
+        if self._ids is None and self._ivf is None:
+            self._ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
         if self._ids is None:
             lists = self._ivf.invlists
             parts = [faiss.rev_swig_ptr(lists.get_ids(n), lists.list_size(n)).copy()
