@@ -191,6 +191,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def run_xquad(folder: Path, directions: list[str], n: int, model: str | None, splits: list[str]) -> dict:
+    from peru_qa.answer import prepare
     from peru_qa.evaluation import load_beir, open_index
 
     queries = {lang: {str(q["_id"]): q for q in _read_jsonl(folder / f"queries{suffix}.jsonl")}
@@ -203,6 +204,7 @@ def run_xquad(folder: Path, directions: list[str], n: int, model: str | None, sp
         question_lang, evidence_lang = direction.split("-")
         evalset = load_beir(folder, "test" if evidence_lang == "es" else "test_en")
         kb, info = open_index(evalset, model=model)
+        prepare(kb)  # as the chat does at start: sentences and words are embedded once, not per question
         print(f"XQuAD {direction}: index of {info.documents} {evidence_lang} paragraphs "
               f"({'cached' if info.cached else 'built'}, {info.seconds:.0f} s), {len(wanted)} questions",
               file=sys.stderr, flush=True)

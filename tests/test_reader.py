@@ -543,3 +543,84 @@ def test_the_caveat_reads_the_sentence_that_opens_the_answer():
                         "en", 0.5, axes[1])
     assert lead_sentence([spanish, english], "en", ranked=True) is english
     assert lead_sentence([spanish, english], "es", ranked=True) is spanish
+
+
+WORDING = {
+    "votos": ("Ampliación del REINFO", "es", (
+        "En diciembre de 2025 el Congreso aprobó otra ampliación del registro hasta fines de 2026. "
+        "El pleno votó 60 a favor, 36 en contra y 8 abstenciones.")),
+    "pataz": ("Pataz", "es", (
+        "Pataz es una provincia de la sierra de La Libertad, en el norte del país. "
+        "El presunto autor intelectual de la matanza de Pataz fue capturado en Medellín pocos días después.")),
+    "reinfo": ("The REINFO mining registry", "en", (
+        "The REINFO registry of small miners was created in 2016 by Legislative Decree 1293 to formalise them. "
+        "Registration closed in August 2017, and the original deadline to formalise expired in August 2020.")),
+}
+
+
+@pytest.fixture(scope="module")
+def wording_kb(tmp_path_factory, embedder):
+    from peru_qa import KnowledgeBase
+    from peru_qa.kb import TextDocument
+
+    with KnowledgeBase(tmp_path_factory.mktemp("wording") / "index", embedder=embedder) as kb:
+        report = kb.add_texts([TextDocument(key, text, title=title, language=lang)
+                               for key, (title, lang, text) in WORDING.items()])
+        assert report.ok, report.summary()
+        yield kb
+
+
+def test_soft_coverage_finds_the_asked_words_translated_or_inflected(wording_kb):
+    """"votes in favour" is stated by "votó 60 a favor" (a translation), "murdered" by "murders" (a word form);
+    keyword coverage finds neither across languages."""
+    from peru_qa.questions import analyse_question
+    from peru_qa.reader import asked_words, soft_coverage
+
+    asked = asked_words(analyse_question("How many votes in favour did the extension get?", "en"))
+    assert "how" not in asked and "votes" in asked
+    stated, other = soft_coverage(wording_kb, asked, ["El pleno votó 60 votos a favor y 36 en contra.",
+                                                      "La sierra de La Libertad está en el norte del país."])
+    assert stated > other
+    assert soft_coverage(wording_kb, ["murdered"], ["Four men were convicted of the murders."]) == [1.0]
+    assert soft_coverage(wording_kb, [], ["Any sentence."]) == [0.0]
+
+
+@pytest.mark.parametrize("question, fact", [
+    ("How many votes in favour did the REINFO extension get in Congress?", "60 a favor"),
+    ("¿En qué ciudad fue capturado el autor de la matanza de Pataz?", "Medellín"),
+])
+def test_the_sentence_stating_the_asked_words_opens_the_answer(wording_kb, question, fact):
+    """The sentence that states what was asked, in other words or in the other language, opens the answer ahead
+    of a sentence more similar as a whole (the extension's date, the province of Pataz)."""
+    from peru_qa.answer import ask
+
+    answer = ask(wording_kb, question)
+    assert not answer.abstained
+    assert fact in answer.text.split("[1]")[0]
+
+
+def test_word_vectors_are_embedded_once_per_index(tmp_path, embedder, monkeypatch):
+    """`prepare` stores the vectors of every word of the index's sentences; the reader then reads them from the
+    store instead of embedding them per question (and a second prepare embeds none)."""
+    from peru_qa import KnowledgeBase
+    from peru_qa import reader as R
+    from peru_qa.answer import _SHARED_CACHE, prepare, prepare_words
+    from peru_qa.kb import TextDocument
+    from peru_qa.text import content_words
+
+    title, lang, text = WORDING["votos"]
+    with KnowledgeBase(tmp_path / "index", embedder=embedder) as kb:
+        kb.add_texts([TextDocument("votos", text, title=title, language=lang)])
+        prepare(kb)
+        store = _SHARED_CACHE.store_for(kb.path)
+        words = content_words(text)
+        assert set(store.get_words(kb.model_name, words)) == set(words)
+        assert prepare_words(kb, store, [int(i) for i in kb.store.chunk_ids()]) == 0
+        monkeypatch.setattr(R, "_WORD_VECTORS", type(R._WORD_VECTORS)())
+
+        def no_encoding(*args, **kwargs):
+            raise AssertionError("a stored word was embedded again")
+
+        monkeypatch.setattr(kb.embedder, "encode", no_encoding)
+        coverage = R.soft_coverage(kb, ["favor"], [text.split(". ")[1]], store)
+        assert coverage == [1.0]

@@ -126,6 +126,31 @@ def prepare(kb: Any, progress: Any = None, batch: int = 128) -> int:
         sentences_for(kb, passages, _SHARED_CACHE, batch_size=32)
     if progress and todo:
         progress(len(todo), len(todo), "done")
+    prepare_words(kb, store, ids, progress, batch * 4)
+    return len(todo)
+
+
+def prepare_words(kb: Any, store: Any, ids: list[int], progress: Any = None, batch: int = 512) -> int:
+    """Embed, once, every content word of the chunks' sentences that the store lacks (the reader compares the
+    question's words with them: `reader.soft_coverage`). Returns the number of words embedded."""
+    from .text import content_words
+
+    vocabulary: dict[str, None] = {}
+    for start in range(0, len(ids), 500):
+        for infos, _ in store.get_many(kb.model_name, ids[start:start + 500]).values():
+            vocabulary.update(dict.fromkeys(w for info in infos for w in content_words(info.text)))
+    words = list(vocabulary)
+    known: set[str] = set()
+    for start in range(0, len(words), 5000):
+        known |= set(store.get_words(kb.model_name, words[start:start + 5000]))
+    todo = [w for w in words if w not in known]
+    for done in range(0, len(todo), batch):
+        if progress:
+            progress(done, len(todo), "embedding words")
+        part = todo[done:done + batch]
+        store.put_words(kb.model_name, dict(zip(part, kb.embedder.encode(part, kind="query", batch_size=128))))
+    if progress and todo:
+        progress(len(todo), len(todo), "done")
     return len(todo)
 
 

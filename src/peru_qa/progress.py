@@ -18,7 +18,8 @@ def progress_bar(unit: str = "file", desc: str = "indexing") -> Callable[[int, i
         # Within one file (OCR of a long scan) only `what` changes: redraw it then, or the bar looks stuck.
         bar.set_postfix_str(what[:48], refresh=done == bar.n)
         bar.update(done - bar.n)
-        if done >= total:
+        if done >= total:  # a next phase (sentences, then words) gets a bar of its own
             bar.close()
+            state.pop("bar")
 
     return update

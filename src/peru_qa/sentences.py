@@ -387,6 +387,8 @@ class SentenceStore:
                 columns = {row[1] for row in db.execute("PRAGMA table_info(sentences)")}
                 if "analysis" not in columns:
                     db.execute("ALTER TABLE sentences ADD COLUMN analysis INTEGER DEFAULT 1")
+                db.execute("CREATE TABLE IF NOT EXISTS words (model TEXT, word TEXT, vector BLOB, "
+                           "PRIMARY KEY (model, word))")
                 db.commit()
                 self._db = db
             except (OSError, sqlite3.Error):
@@ -438,6 +440,36 @@ class SentenceStore:
                 with db:
                     db.executemany("INSERT OR REPLACE INTO sentences (model, chunk_id, version, analysis, infos, "
                                    "vectors) VALUES (?, ?, ?, ?, ?, ?)", rows)
+            except sqlite3.Error:
+                pass
+
+
+    def get_words(self, model: str, words: list[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of single words (embedded as one-word questions)."""
+        out: dict[str, np.ndarray] = {}
+        with self._lock:
+            db = self._connect()
+            if db is None or not words:
+                return out
+            try:
+                for start in range(0, len(words), 900):
+                    part = words[start:start + 900]
+                    out.update((w, np.frombuffer(blob, dtype=np.float32)) for w, blob in db.execute(
+                        f"SELECT word, vector FROM words WHERE model = ? AND word IN ({','.join('?' * len(part))})",
+                        (model, *part)))
+            except sqlite3.Error:
+                return out
+        return out
+
+    def put_words(self, model: str, vectors: dict[str, np.ndarray]) -> None:
+        rows = [(model, w, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for w, v in vectors.items()]
+        with self._lock:
+            db = self._connect()
+            if db is None or not rows:
+                return
+            try:
+                with db:
+                    db.executemany("INSERT OR REPLACE INTO words (model, word, vector) VALUES (?, ?, ?)", rows)
             except sqlite3.Error:
                 pass
 

@@ -32,6 +32,12 @@ def _stopwords() -> frozenset[str]:
     return frozenset(fold(w) for w in (*STOPWORDS_EN, *STOPWORDS_SPANISH))
 
 
+def content_words(text: str) -> list[str]:
+    """Folded words that carry meaning (no stopwords, figures or words under three letters), each once, in order:
+    what the reader compares word by word, across languages too (`reader.soft_coverage`)."""
+    return [w for w in dict.fromkeys(_WORD.findall(fold(text))) if len(w) > 2 and w.isalpha() and w not in _stopwords()]
+
+
 @cache
 def _stemmer(language: str) -> Stemmer.Stemmer:
     return Stemmer.Stemmer(_STEMMER_NAMES.get(language, "english"))
