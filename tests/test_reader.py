@@ -192,6 +192,18 @@ def test_markdown_metadata_line_is_not_quoted():
     assert [s.text for s in split_passage(page, 0, len(page), "", "es")] == [page.split("\n\n")[1]]
 
 
+def test_markdown_run_in_heading_is_not_quoted_but_tells_the_subject():
+    """"**VRAEM.** The valley…" is quoted from "The valley…"; the heading's name still says what it is about."""
+    page = ("**VRAEM.** The Valley of the Apurímac, Ene and Mantaro Rivers is the largest coca basin of Peru.\n\n"
+            "__Huallaga:__ The Upper Huallaga was the heart of the coca boom of the 1980s and 1990s.")
+    found = split_passage(page, 0, len(page), "", "en")
+    assert [s.text for s in found] == ["The Valley of the Apurímac, Ene and Mantaro Rivers is the largest coca "
+                                       "basin of Peru.", "The Upper Huallaga was the heart of the coca boom of the "
+                                       "1980s and 1990s."]
+    assert all(page[s.start:s.end] == s.text for s in found)
+    assert "vraem" in found[0].names
+
+
 def test_initials_do_not_end_a_quoted_sentence():
     """The answer of "Who translated the hymn?" is "John C. Messenger": a name with an initial, a case name with
     "v." and "et al." stay in one sentence; real sentence ends and list items are still cut."""

@@ -29,6 +29,9 @@ from .text import Span, _stopwords, fold, keyword_tokens, split_sentences
 
 _MIN_SENTENCE_CHARS = 30
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+#: A markdown run-in heading ("**VRAEM.** The valley…"): not quoted, though its names still tell what the
+#: sentence is about.
+_RUN_IN = re.compile(r"(?:\*\*|__)[^*_\n]{1,80}(?:\*\*|__)[.:]?[ \t]+(?=\S)")
 _SOURCE_HEADINGS = frozenset({"sources", "fuentes", "references", "referencias", "bibliografia", "bibliography",
                               "notes", "notas", "further reading", "lecturas"})
 #: A line that does not end like a sentence: a heading (new section).
@@ -344,10 +347,13 @@ def split_passage(page: str, base: int, length: int, section: str, language: str
         start, end = _trim(page, span.start, span.end, bad)
         bullet = _BULLET.match(page[start:end])  # quote a list item without its bullet (still verbatim)
         start += bullet.end() if bullet else 0
+        heading = _RUN_IN.match(page, start, end)
+        analysed = page[start:end]
+        start = heading.end() if heading else start
         text = page[start:end]
         if end <= start or not _quotable(text):
             continue
-        carries, leans, names, values = analyse(text, language)
+        carries, leans, names, values = analyse(analysed, language)
         out.append(SentenceInfo(start, end, text, carries, leans, names, values))
     return out
 
@@ -363,8 +369,9 @@ class SentenceStore:
     (model, chunk id) identifies a chunk's text. Best effort: a read-only or busy file just means recomputing."""
 
     FILE = "reader-sentences.sqlite"
-    #: Bumped when sentence boundaries change (2: `reader_spans`): stored sentences are then computed again.
-    VERSION = 2
+    #: Bumped when sentence boundaries change (2: `reader_spans`; 3: without markdown run-in headings): stored
+    #: sentences are then computed again.
+    VERSION = 3
     #: Bumped when `analyse` changes: stored sentences are then re-analysed on load (their vectors stay valid).
     #: 3: the "law" kind; Spanish sentences that open with a verb lean on the sentence before.
     ANALYSIS = 3
