@@ -32,10 +32,13 @@ def _stopwords() -> frozenset[str]:
     return frozenset(fold(w) for w in (*STOPWORDS_EN, *STOPWORDS_SPANISH))
 
 
-def content_words(text: str) -> list[str]:
+@lru_cache(maxsize=65536)
+def content_words(text: str) -> tuple[str, ...]:
     """Folded words that carry meaning (no stopwords, figures or words under three letters), each once, in order:
-    what the reader compares word by word, across languages too (`reader.soft_coverage`)."""
-    return [w for w in dict.fromkeys(_WORD.findall(fold(text))) if len(w) > 2 and w.isalpha() and w not in _stopwords()]
+    what the reader compares word by word, across languages too (`reader.soft_coverage`; remembered, as the same
+    sentences come back question after question)."""
+    return tuple(w for w in dict.fromkeys(_WORD.findall(fold(text)))
+                 if len(w) > 2 and w.isalpha() and w not in _stopwords())
 
 
 @cache
