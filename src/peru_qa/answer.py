@@ -29,7 +29,7 @@ from .reader import (
     unmatched_names,
 )
 from .retrieval import Filters, Passage
-from .sentences import SentenceCache
+from .sentences import SentenceCache, SentenceStore
 from .text import detect_language
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def prepare(kb: Any, progress: Any = None, batch: int = 128) -> int:
     return len(todo)
 
 
-def prepare_words(kb: Any, store: Any, ids: list[int], progress: Any = None, batch: int = 512) -> int:
+def prepare_words(kb: Any, store: SentenceStore, ids: list[int], progress: Any = None, batch: int = 512) -> int:
     """Embed, once, every content word of the chunks' sentences that the store lacks (the reader compares the
     question's words with them: `reader.soft_coverage`). Returns the number of words embedded."""
     from .text import content_words

@@ -33,7 +33,7 @@ from .conversation import history_questions
 from .questions import KINDS, QUESTION_WORDS, Question, analyse_question, counted, event, question_names, states_counted
 from .retrieval import Passage
 from .sentences import SentenceCache, SentenceInfo, SentenceStore, months, sentence_tokens, split_passage
-from .text import _stopwords, content_words, detect_language, fold, keyword_tokens
+from .text import content_words, detect_language, fold, is_content, keyword_tokens
 
 if TYPE_CHECKING:
     from .embeddings import Embedder
@@ -674,10 +674,6 @@ def soft_coverage(index: Index, asked: Sequence[str], sentences: Sequence[str],
     return [float(stated[:, [position[w] for w in ws]].any(axis=1).mean()) if ws else 0.0 for ws in words]
 
 
-def _is_content(word: str) -> bool:
-    return len(word) > 2 and word.isalpha() and word not in _stopwords()
-
-
 def _near_figures(sentence: str) -> list[str]:
     """Content words within four words after or two before a figure (not a year): "…10 billion dollars of gold" →
     billion, dollars, gold."""
@@ -686,7 +682,7 @@ def _near_figures(sentence: str) -> list[str]:
     for i, token in enumerate(tokens):
         if any(ch.isdigit() for ch in token) and not re.fullmatch(r"(19|20)\d\d[.,]?", token):  # a year counts nothing
             out.extend(w.strip(".,") for w in tokens[max(0, i - 2):i] + tokens[i + 1:i + 5])
-    return [w for w in dict.fromkeys(out) if _is_content(w)]
+    return [w for w in dict.fromkeys(out) if is_content(w)]
 
 
 def _translates(index: Index, asked: str, words: list[str]) -> bool:
@@ -703,7 +699,7 @@ def names_event(index: Index, asked: str, sentence: str) -> bool:
     same stem, or a word whose vector is a translation's ("detained" / "detenido")."""
     if states_counted(asked, sentence):  # also true when nothing was asked
         return True
-    return _translates(index, asked, [w for w in dict.fromkeys(re.findall(r"\w+", fold(sentence))) if _is_content(w)])
+    return _translates(index, asked, [w for w in dict.fromkeys(re.findall(r"\w+", fold(sentence))) if is_content(w)])
 
 
 def _read_together(sentences: Sequence[Sentence], first: Sentence) -> str:

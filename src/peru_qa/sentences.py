@@ -450,7 +450,6 @@ class SentenceStore:
             except sqlite3.Error:
                 pass
 
-
     def get_words(self, model: str, words: list[str]) -> dict[str, np.ndarray]:
         """Stored vectors of single words (embedded as one-word questions)."""
         out: dict[str, np.ndarray] = {}

@@ -37,8 +37,12 @@ def content_words(text: str) -> tuple[str, ...]:
     """Folded words that carry meaning (no stopwords, figures or words under three letters), each once, in order:
     what the reader compares word by word, across languages too (`reader.soft_coverage`; remembered, as the same
     sentences come back question after question)."""
-    return tuple(w for w in dict.fromkeys(_WORD.findall(fold(text)))
-                 if len(w) > 2 and w.isalpha() and w not in _stopwords())
+    return tuple(w for w in dict.fromkeys(_WORD.findall(fold(text))) if is_content(w))
+
+
+def is_content(word: str) -> bool:
+    """A folded word that carries meaning: three letters or more, no figure, not a stopword."""
+    return len(word) > 2 and word.isalpha() and word not in _stopwords()
 
 
 @cache
