@@ -627,7 +627,11 @@ def test_word_vectors_are_embedded_once_per_index(tmp_path, embedder, monkeypatc
         store = _SHARED_CACHE.store_for(kb.path)
         words = content_words(text)
         assert set(store.get_words(kb.model_name, words)) == set(words)
-        assert prepare_words(kb, store, [int(i) for i in kb.store.chunk_ids()]) == 0
+        assert prepare_words(kb, store, list(words)) == 0
+        title, lang, later = WORDING["pataz"]  # a document added later: prepare embeds its new words only
+        kb.add_texts([TextDocument("pataz", later, title=title, language=lang)])
+        prepare(kb)
+        assert set(store.get_words(kb.model_name, list(content_words(later)))) == set(content_words(later))
         monkeypatch.setattr(R, "_WORD_VECTORS", type(R._WORD_VECTORS)())
 
         def no_encoding(*args, **kwargs):

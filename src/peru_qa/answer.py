@@ -108,12 +108,17 @@ def prepare(kb: Any, progress: Any = None, batch: int = 128) -> int:
     import json
 
     from .reader import sentences_for
+    from .text import content_words
 
     store = _SHARED_CACHE.store_for(kb.path)
     ids = [int(i) for i in kb.store.chunk_ids()]
     known: set[int] = set()
+    vocabulary: dict[str, None] = {}  # every content word of the index's sentences, for `prepare_words`
     for start in range(0, len(ids), 500):
-        known |= set(store.get_many(kb.model_name, ids[start:start + 500]))
+        found = store.get_many(kb.model_name, ids[start:start + 500])
+        known |= set(found)
+        vocabulary.update(dict.fromkeys(w for infos, _ in found.values() for info in infos
+                                        for w in content_words(info.text)))
     todo = [i for i in ids if i not in known]
     for done in range(0, len(todo), batch):
         if progress:
@@ -123,26 +128,20 @@ def prepare(kb: Any, progress: Any = None, batch: int = 128) -> int:
                             page=r["page"] if r["paged"] else None, section=r["section"], language=r["language"],
                             start=r["start"], end=r["end"], score=0.0, metadata=json.loads(r["doc_metadata"]))
                     for cid, r in rows.items()]
-        sentences_for(kb, passages, _SHARED_CACHE, batch_size=32)
+        for infos, _ in sentences_for(kb, passages, _SHARED_CACHE, batch_size=32):
+            vocabulary.update(dict.fromkeys(w for info in infos for w in content_words(info.text)))
     if progress and todo:
         progress(len(todo), len(todo), "done")
-    prepare_words(kb, store, ids, progress, batch * 4)
+    prepare_words(kb, store, list(vocabulary), progress, batch * 4)
     return len(todo)
 
 
-def prepare_words(kb: Any, store: SentenceStore, ids: list[int], progress: Any = None, batch: int = 512) -> int:
-    """Embed, once, every content word of the chunks' sentences that the store lacks (the reader compares the
-    question's words with them: `reader.soft_coverage`). Returns the number of words embedded."""
-    from .text import content_words
-
-    vocabulary: dict[str, None] = {}
-    for start in range(0, len(ids), 500):
-        for infos, _ in store.get_many(kb.model_name, ids[start:start + 500]).values():
-            vocabulary.update(dict.fromkeys(w for info in infos for w in content_words(info.text)))
-    words = list(vocabulary)
+def prepare_words(kb: Any, store: SentenceStore, words: list[str], progress: Any = None, batch: int = 512) -> int:
+    """Embed, once, the `words` (content words of the index's sentences) that the store lacks: the reader compares
+    the question's words with them (`reader.soft_coverage`). Returns the number of words embedded."""
     known: set[str] = set()
     for start in range(0, len(words), 5000):
-        known |= set(store.get_words(kb.model_name, words[start:start + 5000]))
+        known |= store.known_words(kb.model_name, words[start:start + 5000])
     todo = [w for w in words if w not in known]
     for done in range(0, len(todo), batch):
         if progress:

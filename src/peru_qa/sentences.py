@@ -450,22 +450,29 @@ class SentenceStore:
             except sqlite3.Error:
                 pass
 
-    def get_words(self, model: str, words: list[str]) -> dict[str, np.ndarray]:
-        """Stored vectors of single words (embedded as one-word questions)."""
-        out: dict[str, np.ndarray] = {}
+    def _word_rows(self, model: str, words: list[str], columns: str) -> list[tuple]:
+        """`columns` of the stored rows of `words` (900 per query: SQLite's limit on parameters)."""
         with self._lock:
             db = self._connect()
             if db is None or not words:
-                return out
+                return []
+            rows: list[tuple] = []
             try:
                 for start in range(0, len(words), 900):
                     part = words[start:start + 900]
-                    out.update((w, np.frombuffer(blob, dtype=np.float32)) for w, blob in db.execute(
-                        f"SELECT word, vector FROM words WHERE model = ? AND word IN ({','.join('?' * len(part))})",
-                        (model, *part)))
+                    rows += db.execute(f"SELECT {columns} FROM words WHERE model = ? AND word IN "
+                                       f"({','.join('?' * len(part))})", (model, *part)).fetchall()
             except sqlite3.Error:
-                return out
-        return out
+                return []
+            return rows
+
+    def get_words(self, model: str, words: list[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of single words (embedded as one-word questions)."""
+        return {w: np.frombuffer(blob, dtype=np.float32) for w, blob in self._word_rows(model, words, "word, vector")}
+
+    def known_words(self, model: str, words: list[str]) -> set[str]:
+        """Which of `words` have a stored vector."""
+        return {w for (w,) in self._word_rows(model, words, "word")}
 
     def put_words(self, model: str, vectors: dict[str, np.ndarray]) -> None:
         rows = [(model, w, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for w, v in vectors.items()]
