@@ -174,3 +174,16 @@ def test_writers_creating_a_new_index_together_all_land(tmp_path):
             sources = sorted(Path(d.source).name for d in kb.documents())
             assert sources == sorted(f"{w}-{r}.txt" for w in range(workers)), f"round {r}: {sources}"
             assert kb.check(repair=False).ok
+
+
+def test_counting_tokens_leaves_the_encoders_tokenizer_alone(embedder):
+    """Chunking counts tokens (no padding, no truncation) while another thread may be encoding a batch: the
+    model's own tokenizer must keep its padding and truncation, or that batch comes out ragged (a chat question
+    failed so while an upload's words were being embedded) or longer than the model's window."""
+    backend = embedder._model.tokenizer.backend_tokenizer
+    embedder.encode(["one", "two words", "three words here", "and four words here", "five " * 5, "six " * 6])
+    before = (backend.padding, backend.truncation)
+    assert before[0] is not None and before[1] is not None
+    embedder.count_tokens(["one", "two words"])
+    embedder.token_spans("three words here")
+    assert (backend.padding, backend.truncation) == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -92,7 +93,10 @@ class SentenceTransformerEmbedder:
         # (cosine to float32 0.9999; 1.8x faster) and batches filled to a token budget (less padding, cache-friendly).
         self._bf16 = self.name == E5_MODEL and _native_bf16()
         self._token_budget = E5_BATCH_TOKENS if self.name == E5_MODEL else None
-        self._tokenizer = self._model.tokenizer
+        # Counting and offsets get a tokenizer of their own: a call without padding or truncation resets the shared
+        # one's settings, and a batch being encoded in another thread at that moment came out ragged (a chat
+        # question failed while an upload's words were being embedded) or untruncated.
+        self._tokenizer = copy.deepcopy(self._model.tokenizer)
         # Torch inference is not re-entrant across threads on every build; the chat app encodes
         # queries while an upload is being embedded.
         self._lock = threading.Lock()
