@@ -34,16 +34,21 @@ CORPUS = {
 }
 
 
-@pytest.fixture(scope="module")
-def reader_kb(tmp_path_factory, embedder):
+def _index_of(folder, embedder, corpus: dict):
+    """An index of `corpus` (key → (title, language, text)) in `folder`, open while the caller uses it."""
     from peru_qa import KnowledgeBase
     from peru_qa.kb import TextDocument
 
-    with KnowledgeBase(tmp_path_factory.mktemp("reader") / "index", embedder=embedder) as kb:
+    with KnowledgeBase(folder / "index", embedder=embedder) as kb:
         report = kb.add_texts([TextDocument(key, text, title=title, language=lang)
-                               for key, (title, lang, text) in CORPUS.items()])
+                               for key, (title, lang, text) in corpus.items()])
         assert report.ok, report.summary()
         yield kb
+
+
+@pytest.fixture(scope="module")
+def reader_kb(tmp_path_factory, embedder):
+    yield from _index_of(tmp_path_factory.mktemp("reader"), embedder, CORPUS)
 
 
 def _quotes_are_verbatim(kb, answer) -> None:
@@ -572,14 +577,7 @@ WORDING = {
 
 @pytest.fixture(scope="module")
 def wording_kb(tmp_path_factory, embedder):
-    from peru_qa import KnowledgeBase
-    from peru_qa.kb import TextDocument
-
-    with KnowledgeBase(tmp_path_factory.mktemp("wording") / "index", embedder=embedder) as kb:
-        report = kb.add_texts([TextDocument(key, text, title=title, language=lang)
-                               for key, (title, lang, text) in WORDING.items()])
-        assert report.ok, report.summary()
-        yield kb
+    yield from _index_of(tmp_path_factory.mktemp("wording"), embedder, WORDING)
 
 
 def test_soft_coverage_finds_the_asked_words_translated_or_inflected(wording_kb):

@@ -439,14 +439,18 @@ class SentenceStore:
                               list(i.values)] for i in infos], ensure_ascii=False),
                  np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
                 for chunk_id, (infos, vectors) in items.items()]
+        self._write("INSERT OR REPLACE INTO sentences (model, chunk_id, version, analysis, infos, vectors) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def _write(self, sql: str, rows: list[tuple]) -> None:
+        """Best effort: a read-only or busy store just means computing again later."""
         with self._lock:
             db = self._connect()
             if db is None or not rows:
                 return
             try:
                 with db:
-                    db.executemany("INSERT OR REPLACE INTO sentences (model, chunk_id, version, analysis, infos, "
-                                   "vectors) VALUES (?, ?, ?, ?, ?, ?)", rows)
+                    db.executemany(sql, rows)
             except sqlite3.Error:
                 pass
 
@@ -475,16 +479,8 @@ class SentenceStore:
         return {w for (w,) in self._word_rows(model, words, "word")}
 
     def put_words(self, model: str, vectors: dict[str, np.ndarray]) -> None:
-        rows = [(model, w, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for w, v in vectors.items()]
-        with self._lock:
-            db = self._connect()
-            if db is None or not rows:
-                return
-            try:
-                with db:
-                    db.executemany("INSERT OR REPLACE INTO words (model, word, vector) VALUES (?, ?, ?)", rows)
-            except sqlite3.Error:
-                pass
+        self._write("INSERT OR REPLACE INTO words (model, word, vector) VALUES (?, ?, ?)",
+                    [(model, w, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for w, v in vectors.items()])
 
 
 class SentenceCache:
