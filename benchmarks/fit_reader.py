@@ -2,8 +2,9 @@
 computes per sentence (`peru_qa.reader.RANK_FEATURES`), labelled by whether the sentence holds a gold answer.
 
 Training data: the dump of benchmarks/reader_dump.py — XQuAD ids of the dev half that are *not* in
-benchmarks/reader.py's question sample (all four directions) and the dev half of tests/data/answers.jsonl; the test
-halves are never read. Questions whose passages hold no gold answer teach nothing about ordering and are left out.
+benchmarks/reader.py's former 150-question sample (all four directions) and the dev half of
+tests/data/answers.jsonl; the test halves are never read. Questions whose passages hold no gold answer teach
+nothing about ordering and are left out.
 
     PYTHONPATH=src .venv/bin/python benchmarks/reader_dump.py --out /tmp/dump.jsonl --xquad-n 400
     PYTHONPATH=src .venv/bin/python benchmarks/fit_reader.py /tmp/dump.jsonl [--write]

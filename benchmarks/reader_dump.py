@@ -71,8 +71,10 @@ def main() -> int:
             queries = {lang: {str(q["_id"]): q for q in _read_jsonl(folder / f"queries{suffix}.jsonl")}
                        for lang, suffix in (("es", ""), ("en", "_en"))}
             shared = sorted(set(queries["es"]) & set(queries["en"]))
-            test_sample = set(random.Random(SEED).sample(shared, min(150, len(shared))))
-            dev = [q for q in shared if is_dev(q) and q not in test_sample]
+            # Outside the 150-question sample benchmarks/reader.py asked until stop 28 (kept so that fits stay
+            # reproducible); its whole dev half is asked now, so its dev figures include these ids.
+            old_sample = set(random.Random(SEED).sample(shared, min(150, len(shared))))
+            dev = [q for q in shared if is_dev(q) and q not in old_sample]
             dev = random.Random(7).sample(dev, min(args.xquad_n, len(dev)))
             for direction in DIRECTIONS:
                 qlang, elang = direction.split("-")
