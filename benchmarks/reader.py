@@ -10,10 +10,10 @@ Two sets, both through the public API (`kb.ask(question, llm=False)`, extractive
   index cache is reused, see `peru_qa.evaluation.open_index`); the same question ids are asked in every direction,
   all 1,190 by default (`--n N`: a sample of N, fixed seed); dev = ids whose sha256 is even (as in
   benchmarks/tune_fusion.py), test = the others (585 per direction). Until stop 28 the default was a sample of 150
-  (75 per half): a share then moves by about ±4 points between samples (binomial standard error at 0.85), against
-  ±1.5 on a whole half. The dev half includes the ids the sentence ranker is fitted on (benchmarks/reader_dump.py),
-  so its figures are optimistic; no fitting reads the test half. Gold answers are those of the evidence language
-  (the reader quotes the evidence verbatim).
+  (75 per half): a share near 0.85 then has a binomial standard error of ±4 points, against ±1.5 on a whole half.
+  The dev half includes the ids the sentence ranker is fitted on (benchmarks/reader_dump.py), so its figures are
+  optimistic; no fitting reads the test half. Gold answers are those of the evidence language (the reader quotes
+  the evidence verbatim).
 * In-domain: tests/data/answers.jsonl over the default index of documents/ (`peru_qa.open_default()`).
 
 Per split it reports the share of answers that contain a gold answer / fact string ("answer"), that contain it in
@@ -309,7 +309,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--directions", default=",".join(DIRECTIONS), help="XQuAD directions, e.g. es-en,en-es")
     parser.add_argument("--n", type=int, default=0,
-                        help="XQuAD questions per direction before the split (default 0: all 1,190)")
+                        help="XQuAD questions per direction before the split (default 0: every id, 1,190)")
     parser.add_argument("--model", help="embedding model (default: the configured default)")
     parser.add_argument("--sets", default="xquad,domain", help="xquad, domain or both")
     parser.add_argument("--failures", type=int, default=0, help="print up to N failures per group")
@@ -332,10 +332,11 @@ def main() -> int:
         domain = run_domain(args.model, splits)
     if args.save:
         args.save.write_text(json.dumps({"xquad": _jsonable(xquad, True), "domain": _jsonable(domain, True),
-                                         "splits": splits, "n": args.n, "seed": SEED}, ensure_ascii=False, indent=1))
+                                         "splits": splits, "n": args.n or "all", "seed": SEED}, ensure_ascii=False,
+                                        indent=1))
     if args.json:
         print(json.dumps({"xquad": _jsonable(xquad, args.failures > 0), "domain": _jsonable(domain, args.failures > 0),
-                          "splits": splits, "n": args.n, "seed": SEED}, ensure_ascii=False, indent=1))
+                          "splits": splits, "n": args.n or "all", "seed": SEED}, ensure_ascii=False, indent=1))
         return 0
     models = {r.get("model") for r in (xquad or {}).values()} | ({domain["model"]} if domain else set())
     print(f"model: {', '.join(sorted(m for m in models if m))}\n")
