@@ -139,9 +139,7 @@ def prepare(kb: Any, progress: Any = None, batch: int = 128) -> int:
 def prepare_words(kb: Any, store: SentenceStore, words: list[str], progress: Any = None, batch: int = 512) -> int:
     """Embed, once, the `words` (content words of the index's sentences) that the store lacks: the reader compares
     the question's words with them (`reader.soft_coverage`). Returns the number of words embedded."""
-    known: set[str] = set()
-    for start in range(0, len(words), 5000):
-        known |= store.known_words(kb.model_name, words[start:start + 5000])
+    known = store.known_words(kb.model_name, words)
     todo = [w for w in words if w not in known]
     for done in range(0, len(todo), batch):
         if progress:

@@ -699,7 +699,7 @@ def names_event(index: Index, asked: str, sentence: str) -> bool:
     same stem, or a word whose vector is a translation's ("detained" / "detenido")."""
     if states_counted(asked, sentence):  # also true when nothing was asked
         return True
-    return _translates(index, asked, [w for w in dict.fromkeys(re.findall(r"\w+", fold(sentence))) if is_content(w)])
+    return _translates(index, asked, list(content_words(sentence)))
 
 
 def _read_together(sentences: Sequence[Sentence], first: Sentence) -> str:
