@@ -41,7 +41,7 @@ def vocabulary() -> list[str]:
 def build(path: Path, size: int, rng: np.random.Generator) -> float:
     from peru_qa import KnowledgeBase
     from peru_qa.ingest import record_model
-    from peru_qa.store import ChunkRow, DocumentRecord, _now
+    from peru_qa.records import ChunkRow, DocumentRecord, now
     from peru_qa.text import keyword_tokens
 
     kb = KnowledgeBase(path)
@@ -58,7 +58,7 @@ def build(path: Path, size: int, rng: np.random.Generator) -> float:
         vectors = rng.standard_normal((per_doc, kb.embedder.dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         record = DocumentRecord(f"filler{d:06d}", f"filler:{d}", f"Filler {d}", "es" if d % 2 else "en", f"h{d}",
-                                False, 1, per_doc, None, None, _now(), "")
+                                False, 1, per_doc, None, None, now(), "")
         kb.store.write_document(record, [(1, "\n".join(texts), [], {})], rows, vectors)
     kb.indexes.publish()
     kb.close()

@@ -21,7 +21,10 @@ the first cited statement ("first": the text up to the first [n] marker), that a
 gold answer occurs in the text of a cited passage: when "answer" is low and "oracle" high, reading failed, not
 retrieval), the share answered plainly (no abstention, no caveat) and the latency of `kb.ask` (p50/p95). Near
 misses: share answered plainly (the lower the better);
-out-of-domain: share abstained. Matching folds case, accents and whitespace and ignores thousands separators
+out-of-domain: share abstained. Short-answer line (issue 31): among the questions the reader reads as asking for
+a number, date, name or place (and answers), the share whose answer opens with a short line ("short shown") and
+the share of those lines that contain a gold answer ("short gold"); "first" then reads the opening quote, after
+the line. Matching folds case, accents and whitespace and ignores thousands separators
 ("2,126" = "2.126" = "2126"); a gold string must not be glued to a longer word or number ("308" is not in "1308").
 """
 
@@ -98,6 +101,9 @@ class Asked:
     caveat: str
     citations: list[str]
     seconds: float
+    #: The short-answer line the text opens with ('' if none) and what the reader read the question to ask for.
+    short: str = ""
+    asks: str = "other"
 
 
 def ask(kb, question: str) -> Asked:
@@ -112,7 +118,19 @@ def ask(kb, question: str) -> Asked:
     seconds = time.perf_counter() - started
     caveat = getattr(answer, "caveat", "") or ""
     return Asked(answer.text or "", bool(answer.abstained), caveat,
-                 [getattr(p, "text", "") or "" for p in (answer.citations or [])], seconds)
+                 [getattr(p, "text", "") or "" for p in (answer.citations or [])], seconds,
+                 getattr(answer, "short", "") or "", getattr(answer, "asks", "other") or "other")
+
+
+#: Kinds of question that get a short-answer line (peru_qa.short_answer.SHORT_KINDS).
+SHORT_KINDS = ("quantity", "date", "who", "place")
+
+
+def quoted(got: Asked) -> str:
+    """The answer's text without its short-answer line: "first" measures the opening quote."""
+    if got.short and got.text.startswith(got.short):
+        return got.text[len(got.short):].lstrip()
+    return got.text
 
 
 # --- scoring -------------------------------------------------------------------------------------------
@@ -128,6 +146,11 @@ class Score:
     plain: float | None = None
     p50: float | None = None
     p95: float | None = None
+    #: Questions read as asking for a number, date, name or place; the share whose answer opens with a short
+    #: line; the share of those lines that hold a gold answer.
+    short_n: int = 0
+    short_shown: float | None = None
+    short_gold: float | None = None
     failures: list[dict] = field(default_factory=list)
 
 
@@ -154,7 +177,11 @@ def score(items: list[tuple[dict, Asked]], answerable: bool) -> Score:
     if answerable:
         hits = [contains(got.text, row["golds"]) for row, got in items]
         out.answer = _share(hits)
-        out.first = _share([contains(first_statement(got.text), row["golds"]) for row, got in items])
+        out.first = _share([contains(first_statement(quoted(got)), row["golds"]) for row, got in items])
+        kinds = [(row, got) for row, got in items if got.asks in SHORT_KINDS and not got.abstained]
+        out.short_n = len(kinds)
+        out.short_shown = _share([bool(got.short) for _, got in kinds])
+        out.short_gold = _share([contains(got.short, row["golds"]) for row, got in kinds if got.short])
         out.oracle = _share([any(contains(c, row["golds"]) for c in got.citations) for row, got in items])
         # The same "plain" as for near misses (answered, no caveat): here, the higher the better.
         out.plain = _share([not got.abstained and not got.caveat for _, got in items])
@@ -269,11 +296,12 @@ def _fmt(value) -> str:
 
 def _line(label: str, s: Score) -> str:
     return (f"| {label} | {s.n} | {_fmt(s.answer)} | {_fmt(s.first)} | {_fmt(s.abstained)} | {_fmt(s.oracle)} | "
-            f"{_fmt(s.plain)} | {_fmt(s.p50)} | {_fmt(s.p95)} |")
+            f"{_fmt(s.plain)} | {_fmt(s.p50)} | {_fmt(s.p95)} | {s.short_n} | {_fmt(s.short_shown)} | "
+            f"{_fmt(s.short_gold)} |")
 
 
-HEADER = ("| set | n | answer | first | abstained | oracle | plain | p50 s | p95 s |\n"
-          "|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| set | n | answer | first | abstained | oracle | plain | p50 s | p95 s | n short kinds | short shown "
+          "| short gold |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def report(xquad: dict | None, domain: dict | None, splits: list[str]) -> str:

@@ -178,7 +178,7 @@ def build(location: str | Path, size: int, base, texts, languages, model: str, d
     from contextlib import nullcontext
 
     from peru_qa import KnowledgeBase
-    from peru_qa.store import ChunkRow, DocumentRecord, _now
+    from peru_qa.records import ChunkRow, DocumentRecord, now
 
     kb = KnowledgeBase(location, embedder=FixedQueries(model, dim, {}))
     bulk = getattr(kb.store, "bulk_load", None)
@@ -194,7 +194,7 @@ def build(location: str | Path, size: int, base, texts, languages, model: str, d
                 rows.append(ChunkRow(1, "", offset, offset + len(t), t, tm))
                 offset += len(t) + 1
             record = DocumentRecord(f"scale{d:07d}", f"scale:{d}", f"Scale {d}", language, f"h{d}", False, 1,
-                                    len(rows), None, None, _now(), "")
+                                    len(rows), None, None, now(), "")
             with kb.store.writer():
                 kb.store.write_document(record, [(1, "\n".join(chunk_texts), [], {})], rows, vectors)
             if d % 100 == 99:

@@ -270,8 +270,8 @@ def test_hybrid_searches_at_once_rank_as_one_after_the_other(pg_url, docs, embed
     from peru_qa import retrieval
 
     calls = []
-    monkeypatch.setattr(retrieval, "_rank_remote", (lambda f: lambda *a, **k: calls.append(1) or f(*a, **k))(
-        retrieval._rank_remote))
+    monkeypatch.setattr(retrieval, "_all", (lambda f: lambda jobs, at_once: calls.append(at_once) or f(jobs, at_once))(
+        retrieval._all))
     with KnowledgeBase(pg_url, embedder=embedder) as kb:
         kb.add(docs)
         derived = kb.indexes.current()
@@ -280,13 +280,15 @@ def test_hybrid_searches_at_once_rank_as_one_after_the_other(pg_url, docs, embed
         for query in ("mercury rivers fish", "narcotraficantes cupos valle", "Lima extorsión", "¿Quién controla "
                       "el VRAEM?", "zzzz"):
             qvec = embedder.encode([query], kind="query")[0]
+            companion = kb.companion.encode([query], kind="query")[0] if kb.companion else None
             got = retrieval.rank(query, 20, "hybrid", derived, None, None, kb.fusion, qvec=qvec,
-                                 languages=kb.store.chunk_languages)
+                                 languages=kb.store.chunk_languages, companion_qvec=companion)
             want = retrieval.rank(query, 20, "hybrid", one_by_one, None, None, kb.fusion, qvec=qvec,
-                                  languages=kb.store.chunk_languages)
+                                  languages=kb.store.chunk_languages, companion_qvec=companion)
             assert got.ids.tolist() == want.ids.tolist() and len(got.ids)
             assert np.allclose(got.scores, want.scores) and got.keyword == want.keyword
-    assert len(calls) == 5
+    # each search: its sides gathered, then the union scored — at once on the server, in turn in process
+    assert calls == [True, True, False, False] * 5
 
 
 def test_keyword_scores_match_bm25s(tmp_path, pg_url, docs, embedder):

@@ -1,4 +1,8 @@
-"""End to end in a real browser: Playwright (PyPI) driving Debian's Chromium against the running app."""
+"""End to end in a real browser: Playwright (PyPI) driving Debian's Chromium against the running app.
+
+Every wait is on the state a step checks (a text in the chat, the Library listing a file), through Playwright's
+auto-waiting `expect(...)` and `wait_for*`: never a sleep. The default timeout is only a ceiling for a busy
+machine."""
 
 from __future__ import annotations
 
@@ -63,18 +67,27 @@ def upload(page, path: Path) -> str:
         raise
     page.locator("#pqa-add").click()
     results = page.locator("#pqa-results textarea")
-    page.wait_for_function("el => /(added|unchanged|failed):/.test(el.value)", arg=results.element_handle())
+    # Finished: every file has its line and no "… indexing" line is left (the new documents are searchable then).
+    page.wait_for_function("el => /(added|unchanged|failed):/.test(el.value) && !el.value.includes('…')",
+                           arg=results.element_handle())
     return results.input_value()
+
+
+def expect(locator):
+    """Playwright's auto-waiting assertion (retried until the page shows it, up to the page's default timeout)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
 
 
 def test_ask_upload_and_ask_again(page, tmp_path):
     from test_app import make_pdf
 
     ask(page, "Who controls drug trafficking in the VRAEM?", "Quispe Palomino")
-    chat = page.locator("#pqa-chat").inner_text()
-    assert "[1]" in chat
+    expect(page.locator("#pqa-chat")).to_contain_text("[1]")
     sources = page.locator("#pqa-sources")
-    assert "[1]" in sources.inner_text() and "vraem.md" in sources.inner_text()
+    expect(sources).to_contain_text("[1]")
+    expect(sources).to_contain_text("vraem.md")
     page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
 
     pdf = make_pdf(tmp_path / "puma.pdf", [
@@ -84,10 +97,10 @@ def test_ask_upload_and_ask_again(page, tmp_path):
     ])
     assert "added: puma.pdf" in upload(page, pdf)
     page.get_by_role("tab", name="Library").click()
-    assert "puma.pdf" in page.locator("#pqa-docs").inner_text()
+    expect(page.locator("#pqa-docs")).to_contain_text("puma.pdf")  # refreshed with the upload's result
     ask(page, "How does the Puma network launder money?", "pawn shops")
-    sources = page.locator("#pqa-sources").inner_text()
-    assert "puma.pdf" in sources and "p. 2" in sources
+    expect(sources).to_contain_text("puma.pdf")
+    expect(sources).to_contain_text("p. 2")
     page.locator("#pqa-sources summary").first.click()  # the quoted passage expands
     page.locator("#pqa-sources mark").first.wait_for()
     page.screenshot(path=str(tmp_path / "upload-answer.png"), full_page=True)
@@ -110,7 +123,9 @@ def test_document_html_is_inert_in_chat_sources_and_viewer_then_removed(page, tm
     page.locator("#pqa-sources summary").first.click()
     page.locator("#pqa-sources .pqa-open").first.click()  # "Open in page" on the source card
     page.locator("#pqa-viewer pre").get_by_text("ledger called").wait_for()
-    page.wait_for_timeout(500)
+    # Two rendered frames after the payload is in the page: an injected handler would have run by then (and
+    # there is no <img>/<script> element at all, checked below: nothing can run later).
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
     assert page.evaluate("typeof window.__pwned") == "undefined"
     chat = page.locator("#pqa-chat").inner_text()
     assert "<script>window.__pwned=1</script>" in chat
@@ -137,7 +152,7 @@ def test_document_html_is_inert_in_chat_sources_and_viewer_then_removed(page, tm
     removed = page.locator("#pqa-removed textarea")
     page.wait_for_function("el => /removed:|failed:/.test(el.value)", arg=removed.element_handle())
     assert "removed: jaguar (" in removed.input_value()
-    assert "jaguar.txt" not in page.locator("#pqa-docs").inner_text()
+    expect(page.locator("#pqa-docs")).not_to_contain_text("jaguar.txt")
     page.get_by_role("tab", name="Chat").click()
     page.get_by_role("button", name="New conversation").click()
     page.wait_for_function("() => !/ledger/.test(document.querySelector('#pqa-chat').innerText)")
@@ -145,8 +160,8 @@ def test_document_html_is_inert_in_chat_sources_and_viewer_then_removed(page, tm
     box.fill("What does the Jaguar cell keep its accounts in?")
     box.press("Enter")
     page.locator("#pqa-sources h4").wait_for()
-    assert "jaguar.txt" not in page.locator("#pqa-sources").inner_text()
-    assert "ledger" not in page.locator("#pqa-chat").inner_text()
+    expect(page.locator("#pqa-sources")).not_to_contain_text("jaguar.txt")
+    expect(page.locator("#pqa-chat")).not_to_contain_text("ledger")
 
 
 def test_citation_opens_its_page_highlighted_and_export_matches(page, chat_app, tmp_path):
@@ -194,6 +209,97 @@ def test_filter_to_one_document(page):
     page.locator("#pqa-filters").get_by_text("Search only in").click()
     choose(page, "#pqa-filter-docs", "vraem-es.md")
     ask(page, "Who controls drug trafficking in the VRAEM?", "Searched only")
+    expect(page.locator("#pqa-sources")).to_contain_text("vraem-es.md")
     files = page.locator("#pqa-sources .pqa-file").all_inner_texts()
     assert files and all("vraem-es.md" in f for f in files), files
     assert "El VRAEM y el remanente de Sendero Luminoso" in page.locator("#pqa-chat").inner_text()
+
+
+def test_the_page_shows_background_indexing_and_answers_meanwhile(browser, tmp_path, qa_docs, embedder,
+                                                                   monkeypatch):
+    """Served before documents/ is indexed: the banner says how far indexing is, an answer says which part of
+    the documents it used; once the work is done the banner is emptied and the Library lists every document."""
+    import threading
+
+    from conftest import _free_port
+
+    from peru_qa import KnowledgeBase
+    from peru_qa.startup import Startup
+    from peru_qa.ui import launch
+
+    monkeypatch.setenv("PERU_QA_EMBED_BATCH", "1")  # each document committed as soon as it is embedded
+    kb = KnowledgeBase(tmp_path / "fresh", embedder=embedder)
+    startup = Startup(kb, qa_docs, terminal=False)
+    progress, go_on = startup._progress, threading.Event()
+
+    def held(done: int, total: int, what: str) -> None:  # the sync waits, two documents in, until told to go on
+        progress(done, total, what)
+        if startup.status().phase == "documents" and done == 2 and not go_on.is_set():
+            assert go_on.wait(600)
+
+    startup._progress = held
+    port = _free_port()
+    demo, service = launch(kb, port=port, quiet=True, prevent_thread_lock=True, startup=startup)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(f"http://127.0.0.1:{port}/")
+        status = page.locator("#pqa-status")
+        expect(status).to_contain_text("Indexing 2 of 4 documents")
+        expect(status).to_contain_text("answers use the 2 indexed so far")
+        ask(page, "What did Operation Mercurio do?", "answers use the 2 indexed so far")
+        expect(page.locator("#pqa-sources")).to_contain_text("mining.txt")
+        go_on.set()
+        assert startup.wait(600).phase == "ready"
+        expect(status).not_to_contain_text("Indexing")
+        expect(status).not_to_contain_text("Reading sentences")
+        page.get_by_role("tab", name="Library").click()
+        expect(page.locator("#pqa-docs")).to_contain_text("vraem-es.md")
+        expect(page.locator("#pqa-docs")).to_contain_text("vraem.md")
+    finally:
+        go_on.set()
+        startup.wait(600)
+        context.close()
+        demo.close()
+        service.close()
+        kb.close()
+
+
+def test_names_open_their_panel_with_network_and_timeline_and_the_mentioning_filter(page, tmp_path):
+    """A name in an answer opens its panel (documents, network, timeline) in the question's language; a name in
+    the sources does too; a name picked in "Mentioning" narrows the search, and the answer says so."""
+    ask(page, "What did Operation Mercurio do?", "La Pampa")
+    page.locator("#pqa-chat a[href*='#pqa-entity-en-La%20Pampa']").first.click()
+    panel = page.locator("#pqa-entity")
+    expect(panel).to_contain_text("Documents that mention it")
+    expect(panel).to_contain_text("mining.txt")
+    expect(panel).to_contain_text("Carretera Interoceánica")
+    expect(page.locator("#pqa-entity-network svg")).to_be_visible()
+    expect(page.locator("#pqa-entity-network svg")).to_contain_text("Carretera Interoceánica")
+    expect(page.locator("#pqa-entity-timeline svg rect")).to_have_count(1)  # one bar: 2019
+    expect(page.locator("#pqa-entity-timeline svg")).to_contain_text("2019")
+    page.screenshot(path=str(tmp_path / "entity-en.png"), full_page=True)
+    panel.locator("[data-pqa-open^='doc:']").first.click()  # the document that names it, in the viewer
+    expect(page.locator("#pqa-viewer .pqa-vhead")).to_contain_text("mining.txt")
+    panel.locator("[data-pqa-entity='en:Madre de Dios']").click()  # a name appearing with it: its own panel
+    expect(panel.locator("h3")).to_contain_text("Madre de Dios")
+
+    ask(page, "¿Quién controla el narcotráfico en el VRAEM?", "Quispe Palomino")
+    page.locator("#pqa-sources summary").first.click()
+    page.locator("#pqa-sources .pqa-names [data-pqa-entity='es:Sendero Luminoso']").first.click()
+    expect(panel).to_contain_text("Documentos que lo mencionan")
+    expect(panel).to_contain_text("Shining Path")  # its English name, merged
+    expect(page.locator("#pqa-entity-network")).to_contain_text("Quién y qué aparecen con él")
+    expect(page.locator("#pqa-entity-network svg")).to_contain_text("Víctor Quispe Palomino")
+    expect(page.locator("#pqa-entity-timeline")).to_contain_text("No hay menciones fechadas.")
+    page.screenshot(path=str(tmp_path / "entity-es.png"), full_page=True)
+    page.locator("#pqa-entity-close").click()
+    expect(panel).to_be_hidden()
+
+    page.locator("#pqa-filters").get_by_text("Search only in").click()
+    choose(page, "#pqa-filter-entities", "Lima")
+    ask(page, "Who extorts bus drivers?", "Searched only mentioning")
+    expect(page.locator("#pqa-chat")).to_contain_text("Searched only mentioning: Lima")
+    files = page.locator("#pqa-sources .pqa-file").all_inner_texts()
+    assert files and all("extorsion.txt" in f for f in files), files

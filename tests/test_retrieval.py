@@ -64,3 +64,89 @@ def test_filters_accept_dicts():
     assert f.languages == ["es"] and f.doc_ids == ["abc"]
     with pytest.raises(ValueError):
         Filters.coerce({"colour": "red"})
+
+
+class _Side:
+    """A fake vector index over fixed vectors: search by cosine, similarity NaN for ids it does not hold."""
+
+    def __init__(self, vectors: dict[int, list[float]]):
+        import numpy as np
+
+        self.vectors = {i: np.asarray(v, dtype=np.float32) for i, v in vectors.items()}
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def search(self, q, k, allowed=None):
+        import numpy as np
+
+        ids = sorted(self.vectors, key=lambda i: -float(self.vectors[i] @ q))[:k]
+        return np.asarray(ids, dtype=np.int64), np.asarray([float(self.vectors[i] @ q) for i in ids], np.float32)
+
+    def similarity(self, q, ids):
+        import numpy as np
+
+        return np.asarray([float(self.vectors[int(i)] @ q) if int(i) in self.vectors else np.nan for i in ids])
+
+
+class _Keyword:
+    def __init__(self, scores: dict[int, float]):
+        self.table = scores
+
+    def scores(self, tokens):
+        return self.table
+
+    def search(self, tokens, k, allowed=None, scores=None, alone=False):
+        import numpy as np
+
+        ids = sorted(self.table, key=lambda i: -self.table[i])[:k]
+        return np.asarray(ids, dtype=np.int64), np.asarray([self.table[i] for i in ids], np.float32)
+
+    def lookup(self, scores, ids):
+        import numpy as np
+
+        return np.asarray([scores.get(int(i), 0.0) for i in ids], dtype=np.float32)
+
+
+@pytest.mark.parametrize("remote", [False, True])
+def test_rank_scores_a_chunk_only_the_companion_found_on_both_backends(remote):
+    """Issue 30: on PostgreSQL an English question crashed (KeyError) when the companion side proposed a chunk that
+    neither the dense nor the keyword side had gathered. One path now builds the union once, from every side, and
+    every exact score and language is asked for that union — in process and against a server alike."""
+    from dataclasses import dataclass
+
+    import numpy as np
+
+    from peru_qa.retrieval import E5_FUSION, rank
+
+    stored = {1: "en", 2: "en", 3: "es", 4: "en", 5: "en"}
+
+    @dataclass
+    class Fake:
+        generation: int
+        vectors: _Side
+        keyword: _Keyword
+        companion: _Side
+        remote: bool
+
+    asked: list[int] = []
+
+    def languages(ids):  # strict, like a dict built from the gathered ids: an unknown id is a failure
+        asked.extend(int(i) for i in ids)
+        return [stored[int(i)] for i in ids]
+
+    q = np.array([1.0, 0.0], np.float32)
+    derived = Fake(0, _Side({1: [1, 0], 2: [0.8, 0.6], 3: [0.6, 0.8]}), _Keyword({2: 3.0, 3: 1.0}),
+                   _Side({4: [0.9, 0.1], 5: [0, 1], 2: [0.5, 0.5]}), remote)
+    params = E5_FUSION.__class__(**{**E5_FUSION.__dict__, "candidates": 2})
+    ranked = rank("Who runs the port of Callao?", 2, "hybrid", derived, None, None, params, qvec=q,
+                  languages=languages, companion_qvec=q)
+    assert set(ranked.ids.tolist()) == {1, 2, 3, 4}  # 4: the companion's alone (5 was not among its best 2)
+    assert sorted(set(asked)) == [1, 2, 3, 4]
+    # chunk 4 has no vector on the dense side: it gets the side's lowest score seen, not a made-up exact one
+    assert ranked.dense[4] == pytest.approx(min(ranked.dense[i] for i in (1, 2)))
+    in_process = rank("Who runs the port of Callao?", 2, "hybrid", Fake(0, derived.vectors, derived.keyword,
+                                                                        derived.companion, not remote),
+                      None, None, params, qvec=q, languages=languages, companion_qvec=q)
+    assert ranked.ids.tolist() == in_process.ids.tolist()
+    assert np.allclose(ranked.scores, in_process.scores)

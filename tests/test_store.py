@@ -1,17 +1,16 @@
-"""Index lifecycle: add, re-add, modify, remove, reopen, model mismatch, damage recovery."""
+"""What only the index folder (embedded backend) has: its manifest and files, recovery from damaged derived files,
+the schema v1 migration, approximate (IVF) vector search. Behaviours both backends share are in
+tests/contract/test_store_contract.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import time
 
 import numpy as np
 import pytest
-from helpers import CountingEmbedder, make_pdf
 
-from peru_qa import KnowledgeBase, ModelMismatchError
-from peru_qa.errors import EmptyQueryError
+from peru_qa import KnowledgeBase
 
 EN = "Coca cultivation in the VRAEM expanded while eradication teams focused on the Huallaga valley."
 ES = "Los transportistas de Lima pagan cupos diarios a bandas de extorsionadores que amenazan a los choferes."
@@ -33,69 +32,6 @@ def corpus(tmp_path):
     return folder
 
 
-def test_add_reports_each_file_and_search_finds_it(kb, corpus):
-    report = kb.add([corpus])
-    assert report.ok and report.count("added") == 5
-    hits = kb.retrieve("coca eradication in the VRAEM", k=3)
-    assert hits[0].title == "Coca report" and "VRAEM" in hits[0].text
-    stats = kb.stats()
-    assert stats["documents"] == 5 and stats["model"] == "multilingual-e5-small" and stats["dimension"] == 384
-
-
-def test_readd_unchanged_embeds_nothing_and_modify_replaces(tmp_path, embedder, corpus):
-    counting = CountingEmbedder(embedder)
-    kb = KnowledgeBase(tmp_path / "idx", embedder=counting)
-    kb.add([corpus])
-    first = counting.passages
-    assert first >= 5
-    report = kb.add([corpus])
-    assert report.count("unchanged") == 5 and counting.passages == first
-    # Touch without changing content: hashed, still no embedding.
-    os.utime(corpus / "coca.md", (time.time() + 5, time.time() + 5))
-    assert kb.add([corpus / "coca.md"]).results[0].status == "unchanged"
-    assert counting.passages == first
-    # Change content: replaced, old text gone from both retrievers.
-    (corpus / "coca.md").write_text("# Coca report\n\nGold dredges operate on the Madre de Dios river.\n")
-    result = kb.add([corpus / "coca.md"]).results[0]
-    assert result.status == "replaced"
-    assert counting.passages == first + result.chunks
-    for mode in ("dense", "keyword"):
-        texts = [h.text for h in kb.retrieve("VRAEM eradication Huallaga", k=5, mode=mode)]
-        assert not any("Huallaga" in t for t in texts)
-    assert "Madre de Dios" in kb.retrieve("gold dredges river", k=1)[0].text
-    assert kb.stats()["documents"] == 5
-
-
-def test_same_content_under_two_names_is_unchanged(kb, tmp_path):
-    a = tmp_path / "a.txt"
-    a.write_text(EN)
-    b = tmp_path / "b.txt"
-    b.write_text(EN)
-    report = kb.add([a, b])
-    assert [r.status for r in report.results] == ["added", "unchanged"]
-    assert "same content as 'a.txt'" in report.results[1].reason
-    assert kb.stats()["documents"] == 1
-
-
-def test_remove_takes_document_out_of_dense_and_keyword(kb, corpus):
-    kb.add([corpus])
-    doc = kb.find_document("extorsion.txt")
-    kb.remove(doc.id)
-    for mode in ("dense", "keyword", "hybrid"):
-        assert all(h.doc_id != doc.id for h in kb.retrieve("cupos extorsionadores choferes", k=5, mode=mode))
-    assert kb.stats()["documents"] == 4
-
-
-def test_reopen_gives_same_results(tmp_path, embedder, corpus):
-    path = tmp_path / "idx"
-    with KnowledgeBase(path) as kb:
-        kb.add([corpus])
-        before = [(h.chunk_id, round(h.score, 5)) for h in kb.retrieve("extortion of bus drivers", k=5)]
-    with KnowledgeBase(path) as kb:
-        after = [(h.chunk_id, round(h.score, 5)) for h in kb.retrieve("extortion of bus drivers", k=5)]
-    assert before == after
-
-
 def test_index_folder_is_inspectable_without_pickle(kb, corpus):
     kb.add([corpus])
     manifest = json.loads((kb.path / "manifest.json").read_text())
@@ -106,32 +42,6 @@ def test_index_folder_is_inspectable_without_pickle(kb, corpus):
     assert not [p for p in files if p.suffix in (".pkl", ".pickle")]
     for npy in (p for p in files if p.suffix == ".npy"):
         np.load(npy, allow_pickle=False)  # raises if any array needed pickle
-
-
-def test_model_mismatch_is_a_clear_error(tmp_path, corpus):
-    path = tmp_path / "idx"
-    with KnowledgeBase(path) as kb:
-        kb.add([corpus / "coca.md"])
-    with pytest.raises(ModelMismatchError, match="peru-qa rebuild"):
-        KnowledgeBase(path, model="intfloat/multilingual-e5-small")
-
-
-def test_failed_write_leaves_last_good_state(kb, corpus, monkeypatch):
-    kb.add([corpus / "coca.md"])
-    before = kb.stats()
-    (corpus / "new.txt").write_text("Prisons in Peru serve as command centres for extortion calls.")
-
-    def boom(*args, **kwargs):
-        raise RuntimeError("disk on fire")
-
-    monkeypatch.setattr(kb.store, "write_document", boom)
-    report = kb.add([corpus / "new.txt"])
-    assert not report.ok and "disk on fire" in report.results[0].reason
-    monkeypatch.undo()
-    after = kb.stats()
-    assert (after["documents"], after["chunks"], after["generation"]) == (
-        before["documents"], before["chunks"], before["generation"])
-    assert kb.check().ok
 
 
 def test_lost_faiss_file_is_rebuilt_from_the_database(tmp_path, corpus):
@@ -146,51 +56,6 @@ def test_lost_faiss_file_is_rebuilt_from_the_database(tmp_path, corpus):
         assert report.ok and report.repaired
         assert [h.chunk_id for h in kb.retrieve("museum paintings", k=3)] == before
         assert kb.check().ok and not kb.check().repaired
-
-
-def test_empty_query_is_an_error(kb):
-    with pytest.raises(EmptyQueryError):
-        kb.retrieve("   ")
-
-
-def test_filters_by_language_and_document(kb, corpus):
-    kb.add([corpus])
-    es = kb.retrieve("coca extortion", k=10, filters={"language": "es"})
-    assert es and all(h.language == "es" for h in es)
-    doc = kb.find_document("coca.md")
-    only = kb.retrieve("anything about festivals", k=10, filters={"doc_id": doc.id})
-    assert only and all(h.doc_id == doc.id for h in only)
-
-
-def test_pdf_passages_carry_page_numbers(kb, tmp_path):
-    pdf = make_pdf(tmp_path / "r.pdf", ["Intro page about many things.",
-                                         "The port of Paita ships frozen fish and, police say, cocaine."],
-                   title="Ports")
-    kb.add([pdf])
-    hit = kb.retrieve("Paita cocaine shipments", k=1)[0]
-    assert hit.page == 2 and hit.title == "Ports"
-    assert kb.page_text(hit.doc_id, hit.page)[hit.start : hit.end] == hit.text
-
-
-def test_rebuild_with_another_model_reembeds_from_stored_text(tmp_path, corpus, embedder, monkeypatch):
-    """Re-embedding needs no original files: chunks are re-cut from stored page text."""
-    path = tmp_path / "idx"
-    with KnowledgeBase(path) as kb:
-        kb.add([corpus])
-    for f in corpus.iterdir():
-        f.unlink()
-    import peru_qa.kb as kbmod
-
-    renamed = CountingEmbedder(embedder)
-    renamed.name = "other-model"
-    monkeypatch.setattr(kbmod, "get_embedder", lambda name: renamed)
-    with KnowledgeBase(path) as kb:
-        result = kb.rebuild(model="other-model")
-        assert result["model"] == "other-model" and result["re_embedded"] >= 5
-        assert kb.retrieve("bus drivers extortion fees", k=1)[0].language == "es"
-        assert kb.check().ok
-    with pytest.raises(ModelMismatchError):
-        KnowledgeBase(path, model="all-MiniLM-L6-v2")
 
 
 def test_damaged_search_files_recovered_by_cli_without_originals(tmp_path, corpus, capsys):
@@ -236,33 +101,6 @@ def test_schema_v1_index_is_migrated_with_empty_metadata(tmp_path):
         assert store.pages("d1") == [(1, "text", [], {})]
     finally:
         store.close()
-
-
-def test_rank_and_chunk_sources_give_evaluation_the_ranking_retrieve_uses(kb, corpus):
-    """Evaluation and benchmarks score `kb.rank` + `kb.chunk_sources` instead of reaching into the store; a drift
-    from `retrieve` (another fusion, another candidate depth) would make their figures describe another system."""
-    kb.add([corpus])
-    sources = kb.chunk_sources()
-    assert sorted(sources) == list(sources) and len(sources) == kb.stats()["chunks"]
-    assert {s.rsplit("/", 1)[-1] for s in sources.values()} == {p.name for p in corpus.iterdir()}
-    for mode in ("hybrid", "dense", "keyword"):
-        query = "extortion of bus drivers in Lima"
-        hits = kb.retrieve(query, k=3, mode=mode)
-        ranked = kb.rank(query, mode=mode)
-        assert [int(i) for i in ranked.ids[:3]] == [h.chunk_id for h in hits]
-        assert sources[int(ranked.ids[0])] == hits[0].source
-    qvec = kb.embedder.encode(["coca eradication"], kind="query")[0]
-    assert list(kb.rank("coca eradication", qvec=qvec).ids) == list(kb.rank("coca eradication").ids)
-
-
-def test_check_reports_a_chunk_count_that_does_not_match_and_does_not_hide_it(kb, corpus):
-    kb.add([corpus])
-    assert kb.check(repair=False).ok
-    with kb.store.transaction() as db:
-        db.execute("UPDATE documents SET n_chunks = n_chunks + 1 WHERE id = (SELECT MIN(id) FROM documents)")
-    report = kb.check()
-    assert not report.ok
-    assert report.problems == ["1 documents have a chunk count that does not match their chunks"]
 
 
 def _clustered(n: int, dim: int, seed: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from .reader import (
     calibration_for,
     unmatched_names,
 )
-from .retrieval import Filters, Passage
+from .records import Filters, Passage
 from .sentences import SentenceCache, SentenceStore
 from .text import detect_language
 

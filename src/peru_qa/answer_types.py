@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .retrieval import Passage
+from .records import Passage
 
 
 @dataclass
@@ -56,6 +56,9 @@ class Answer:
     asks: str = "other"
     #: Set when the answer quotes the closest statements but none clearly states what was asked.
     hedge: str = ""
+    #: The short answer the text opens with, one line ("**92.784 hectáreas** en 2023 (DEVIDA) [1]"), when the
+    #: question asks for a number, date, name or place and the opening quote holds one of that kind ('' if not).
+    short: str = ""
 
     @property
     def caveat(self) -> str:
@@ -74,6 +77,7 @@ class Answer:
             "language": self.language, "query": self.query, "mode": self.mode, "notice": self.notice,
             "flagged": self.flagged, "support": round(self.support, 4), "unmatched": self.unmatched,
             "asks": self.asks, "hedge": self.hedge, "language_note": self.language_note, "conflict": self.conflict,
+            "short": self.short,
             "quotes": [{"text": q.text, "n": q.n, "start": q.start, "end": q.end} for q in self.quotes],
             "citations": [{"n": n, **p.to_dict()} for n, p in enumerate(self.citations, 1)],
         }
@@ -105,6 +109,8 @@ class Sentence:
     #: quoted. `score` stays the calibrated support (abstention, caveat); `rank` only orders.
     features: tuple[float, ...] = ()
     rank: float = 0.0
+    #: The cross-encoder's score of the sentence as an answer to the question (cross_encoder.py), when it read it.
+    reading: float | None = None
 
 
 @dataclass

@@ -11,8 +11,8 @@ from pathlib import Path
 from .errors import PeruQAError
 from .kb import KnowledgeBase
 from .progress import progress_bar
-from .retrieval import MODES, Filters
-from .store import Warmed
+from .records import Filters, Warmed
+from .retrieval import MODES
 
 
 def _open(args: argparse.Namespace, create: bool = True, answers: bool = False) -> KnowledgeBase:
@@ -66,7 +66,8 @@ def _filters(args: argparse.Namespace, kb: KnowledgeBase) -> Filters | None:
     """The --doc/--lang/--from/--to flags as Filters (documents may be named by id, file name or title)."""
     docs = [kb.find_document(ref).id for ref in args.doc] if args.doc else None
     filters = Filters(doc_ids=docs, languages=[args.lang] if args.lang else None, date_from=args.date_from,
-                      date_to=args.date_to, date_field=args.date_field)
+                      date_to=args.date_to, date_field=args.date_field,
+                      entities=getattr(args, "mentioning", None) or None)
     return None if filters.empty else filters
 
 
@@ -136,6 +137,20 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_log(args: argparse.Namespace) -> int:
+    index = args.index
+    with (KnowledgeBase(index, create=False) if index else KnowledgeBase(create=False)) as kb:
+        entries = kb.log(args.limit)
+    if args.json:
+        _print_json([e.to_dict() for e in entries])
+        return 0
+    if not entries:
+        print("the audit log is empty: nothing was added, replaced or removed yet")
+    for e in entries:
+        print(f"{e.time}  {e.user}  {e.action:<8}  {e.file}")
+    return 0
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     index = args.index
     # Opening with the new model would be refused as a mismatch: open with the index's own model.
@@ -143,7 +158,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         result = kb.rebuild(model=args.model, progress=progress_bar())
     print(f"rebuilt {kb.shown}: {result['chunks']} chunks, model {result['model']}"
           + (f", {result['re_embedded']} re-embedded" if result["re_embedded"] else "")
-          + (f", {result['companion_embedded']} English vectors added" if result.get("companion_embedded") else ""))
+          + (f", {result['companion_embedded']} English vectors added" if result.get("companion_embedded") else "")
+          + (f", entities extracted from {result['entities_extracted']} documents"
+             if result.get("entities_extracted") else ""))
     return 0
 
 
@@ -223,18 +240,81 @@ def cmd_postgres(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """The web chat, served at once: loading the model, syncing documents/ (default index), the companion vectors
+    an older index lacks and the reader's sentences run in the background (`startup.Startup`), with progress in the
+    page and on the terminal, while the chat answers from what is indexed (questions wait for the model only)."""
+    from .auth import accounts_from_env
+    from .config import default_documents_path
+    from .startup import Startup
     from .ui import launch
 
-    kb = _open(args, answers=True)
-    print(f"peru-qa: http://{args.host}:{args.port} (index {kb.shown}; Ctrl+C to stop)", file=sys.stderr)
+    accounts_from_env()  # a malformed PERU_QA_AUTH is said at once, not after the index and model are loaded
+    if args.index is None:
+        kb, documents = KnowledgeBase(model=args.model), default_documents_path()
+    else:
+        kb, documents = KnowledgeBase(args.index, model=args.model), None
     try:
-        launch(kb, host=args.host, port=args.port, quiet=True)
+        demo, service = launch(kb, host=args.host, port=args.port, quiet=True, prevent_thread_lock=True,
+                               startup=Startup(kb, documents))
+        print(f"peru-qa: http://{args.host}:{args.port} (index {kb.shown}; Ctrl+C to stop)", file=sys.stderr,
+              flush=True)
+        try:
+            demo.block_thread()
+        finally:
+            service.close()
     finally:
         kb.close()
     return 0
 
 
+def _entity_json(entity) -> dict:
+    return {"name": entity.name, "type": entity.type, "aliases": entity.aliases, "documents": entity.documents,
+            "mentions": entity.mentions}
+
+
+def cmd_entities(args: argparse.Namespace) -> int:
+    """People, organizations and places in the index; with NAME, that entity's page (or the entities whose name
+    contains NAME when none is called that)."""
+    with _open(args, create=False) as kb:
+        detail = kb.entity(args.name) if args.name else None
+        if detail is not None and args.type and detail.entity.type != args.type:
+            detail = None
+        found = [] if detail is not None else kb.entities(type=args.type, query=args.name)
+    if detail is not None:
+        if args.json:
+            _print_json([_entity_json(detail.entity) | {
+                "mentioned_in": [m.to_dict() for m in detail.mentions],
+                "co_mentions": [c.to_dict() for c in detail.co_mentions],
+                "timeline": [{"date": d, "mentions": n} for d, n in detail.timeline]}])
+            return 0
+        e = detail.entity
+        print(f"{e.name} ({e.type}) — {e.mentions} mentions in {len(e.documents)} documents")
+        if e.aliases:
+            print(f"  also: {'; '.join(e.aliases)}")
+        shown = list(dict.fromkeys((m.document, m.page, m.date, " ".join(m.sentence.split())) for m in detail.mentions))
+        for document, page, date, sentence in shown[: args.limit]:  # a sentence naming it twice is shown once
+            where = document + (f" p. {page}" if page else "")
+            print(f"  [{where}{' · ' + date if date else ''}] {sentence[:300]}")
+        if detail.co_mentions:
+            print("  with: " + ", ".join(f"{c.name} ({c.count})" for c in detail.co_mentions[:15]))
+        return 0
+    if args.json:
+        _print_json([_entity_json(e) for e in found])
+        return 0
+    if not found:
+        print(f"no entity {args.name!r}" if args.name else "no entities (run `peru-qa rebuild` on an index built "
+              "before entity extraction)")
+        return 1 if args.name else 0
+    for e in found[: args.limit] if args.limit else found:
+        also = f"  (also: {'; '.join(e.aliases[:4])})" if e.aliases else ""
+        print(f"{e.mentions:>5}  {e.type:<12}  {e.name}{also}  — {len(e.documents)} documents")
+    return 0
+
+
 def _filter_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mentioning", action="append", metavar="NAME",
+                   help="only documents that mention this person, organization or place (any of its names, either "
+                        "language; repeatable: any of them)")
     p.add_argument("--lang", choices=("en", "es"), help="only documents in this language")
     p.add_argument("--doc", action="append", help="only this document: id, file name or title (repeatable)")
     p.add_argument("--from", dest="date_from", metavar="DATE",
@@ -268,6 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
+    p = sub.add_parser("entities", parents=[common],
+                       help="people, organizations and places in the documents; with NAME, where it is named")
+    p.add_argument("name", nargs="?", metavar="NAME", help="an entity (any of its names), or part of names")
+    p.add_argument("--type", choices=("person", "organization", "place"))
+    p.add_argument("--limit", type=int, default=50, help="lines shown (text output)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_entities)
+
     p = sub.add_parser("list", parents=[common], help="documents in the index")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
@@ -279,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("remove", parents=[common], help="remove documents (id, file name or path)")
     p.add_argument("documents", nargs="+")
     p.set_defaults(func=cmd_remove)
+
+    p = sub.add_parser("log", parents=[common],
+                       help="the audit log: who added, replaced or removed which file, and when (newest first)")
+    p.add_argument("--limit", type=int, help="only the last N entries")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_log)
 
     p = sub.add_parser("rebuild", parents=[common],
                        help="rebuild search indexes from what is stored (--model re-embeds with another model)")

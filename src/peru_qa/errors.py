@@ -50,3 +50,8 @@ class DocumentNotFound(PeruQAError, KeyError):
 
 class BadFilterError(PeruQAError, ValueError):
     """A search filter that cannot be applied (unknown key, malformed date)."""
+
+
+class BadDocumentError(PeruQAError, ValueError):
+    """A document write a store refuses (vectors that do not fit, a source another document holds): nothing of it is
+    written, and nothing already indexed is touched."""

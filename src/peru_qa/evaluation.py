@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .config import is_url
 from .errors import PeruQAError
-from .pgstore import is_url
 from .progress import progress_bar
 
 #: Cutoffs reported for every run (hit@5: share of queries with a relevant document in the top 5).
@@ -319,10 +319,10 @@ def open_index_at(evalset: EvalSet, location: str, model: str | None = None, emb
     key = index_key(evalset.corpus_path, model_name)
     started = time.perf_counter()
     kb = KnowledgeBase(location, model=model, embedder=embedder)
-    cached = kb.store.meta("eval_corpus") == key
+    cached = kb.meta("eval_corpus") == key
     build_seconds = None
     if not cached:
-        if kb.store.counts()[0]:
+        if kb.stats()["documents"]:
             kb.close()
             raise PeruQAError(f"index {kb.shown} holds other documents: evaluate {evalset.name} in an empty one")
         docs = load_corpus(evalset.corpus_path)
@@ -330,7 +330,7 @@ def open_index_at(evalset: EvalSet, location: str, model: str | None = None, emb
         if report.failed:
             kb.close()
             raise PeruQAError(f"{len(report.failed)} documents failed to index, e.g. {report.failed[0].path}")
-        kb.store.set_meta("eval_corpus", key)
+        kb.set_meta("eval_corpus", key)
         build_seconds = time.perf_counter() - started
     stats = kb.stats()
     return kb, IndexInfo(kb.shown, cached, time.perf_counter() - started, stats["documents"], stats["chunks"],
@@ -338,7 +338,7 @@ def open_index_at(evalset: EvalSet, location: str, model: str | None = None, emb
 
 
 def _stale_keyword_params(kb, params: dict) -> bool:
-    manifest = kb.store.manifest()
+    manifest = kb.manifest()
     try:
         saved = json.loads((kb.path / manifest["derived"] / "keyword" / "keyword.json").read_text())["params"]
     except (KeyError, OSError, ValueError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .answer import Answer
-from .retrieval import Filters, Passage
+from .records import Filters, Passage
 
 
 @dataclass

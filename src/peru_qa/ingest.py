@@ -15,10 +15,12 @@ from typing import Protocol
 
 import numpy as np
 
+from .auth import LOCAL_USER
+from .backends import IndexStore, SearchIndexes
 from .chunking import PREFIX_TOKENS, Chunk, chunk_document
 from .config import SUPPORTED_SUFFIXES, env_float
-from .derived import DerivedIndexes
 from .embeddings import Embedder
+from .entities import EXTRACTOR_VERSION, DocumentText, assign_chunks, extract
 from .errors import (
     ExtractionError,
     IndexBusyError,
@@ -27,11 +29,15 @@ from .errors import (
     PeruQAError,
 )
 from .loaders import LoadedDocument, Page, PageProgress, file_hash, load
-from .store import ChunkRow, DocumentRecord, Store, _now
+from .records import ChunkRow, DocumentRecord, MentionRow, now
 from .text import detect_language, keyword_tokens
 
 #: Called with (files done, files in total, what is happening now).
 ProgressFn = Callable[[int, int, str], None]
+
+#: Extract people, organizations and places while adding (benchmarks/entities.py turns it off to measure its cost;
+#: an index added without it gets its mentions on `rebuild`).
+EXTRACT_ENTITIES = True
 
 
 @dataclass
@@ -115,6 +121,8 @@ class _Pending:
     size: int | None
     mtime: float | None
     chunks: list[Chunk]
+    #: entity mentions, None when extraction is off (then `rebuild` fills them in)
+    mentions: list[MentionRow] | None = None
 
 
 def _embed_batch_chunks() -> int:
@@ -129,8 +137,8 @@ def _doc_id(source: str) -> str:
 class Owner(Protocol):
     """What adding documents needs from the knowledge base it works for (`kb.KnowledgeBase`)."""
 
-    store: Store
-    indexes: DerivedIndexes
+    store: IndexStore
+    indexes: SearchIndexes
     model_name: str
 
     @property
@@ -140,6 +148,14 @@ class Owner(Protocol):
     def companion(self) -> Embedder | None: ...
 
     def _check_dimension(self) -> None: ...
+
+
+def document_mentions(pages: list[Page], language: str, metadata: dict, chunks: list) -> list[MentionRow]:
+    """The entity mentions of a document's pages, each tied to the chunk that holds it (`chunks` have page, start
+    and end: loader chunks or stored rows)."""
+    mentions = extract(DocumentText([(p.number, p.text) for p in pages], language, metadata or {}))
+    assign_chunks(mentions, [(c.page, c.start, c.end) for c in chunks])
+    return mentions
 
 
 def page_rows(pages: list[Page]) -> list[tuple[int, str, list, dict]]:
@@ -202,11 +218,12 @@ def record_model(owner: Owner) -> None:
 
 
 class Ingest:
-    """One run of adding files or texts for a knowledge base."""
+    """One run of adding files or texts for a knowledge base, on behalf of `user` (recorded in the audit log)."""
 
-    def __init__(self, owner: Owner):
+    def __init__(self, owner: Owner, user: str = LOCAL_USER):
         self.owner = owner
         self.store = owner.store
+        self.user = user
 
     @property
     def embedder(self) -> Embedder:
@@ -383,7 +400,8 @@ class Ingest:
         chunks = chunk_document(doc, self.embedder)
         if not chunks:
             return FileResult(shown, "failed", "no text to index after extraction")
-        return _Pending(shown, doc, source, existing, size, mtime, chunks)
+        mentions = document_mentions(doc.pages, doc.language, doc.metadata, chunks) if EXTRACT_ENTITIES else None
+        return _Pending(shown, doc, source, existing, size, mtime, chunks, mentions)
 
     def _commit(self, item: _Pending, vectors: np.ndarray, companion: np.ndarray | None = None) -> FileResult:
         doc, chunks = item.doc, item.chunks
@@ -392,7 +410,7 @@ class Ingest:
         record = DocumentRecord(
             id=doc_id, source=item.source, title=doc.title, language=doc.language, content_hash=doc.content_hash,
             paged=doc.paged, n_pages=len(doc.pages), n_chunks=len(chunks), file_size=item.size,
-            file_mtime=item.mtime, added_at=_now(), notes="; ".join(doc.notes), metadata=dict(doc.metadata),
+            file_mtime=item.mtime, added_at=now(), notes="; ".join(doc.notes), metadata=dict(doc.metadata),
         )
         with self.store.writer():
             self._ensure_model_recorded()
@@ -404,7 +422,9 @@ class Ingest:
             if item.size is not None:  # a file (not a text): a shared index keeps it for every machine's viewer
                 self.store.save_original(doc.content_hash, Path(item.source))
             self.store.write_document(record, page_rows(doc.pages), rows, vectors,
-                                      replace_ids=(current.id,) if current else (), companion=companion)
+                                      replace_ids=(current.id,) if current else (), companion=companion,
+                                      user=self.user, mentions=item.mentions,
+                                      extractor=EXTRACTOR_VERSION if item.mentions is not None else None)
         if any(p.metadata.get("ocr") for p in doc.pages):
             shutil.rmtree(self._ocr_cache(doc.content_hash), ignore_errors=True)
         return FileResult(item.shown, "replaced" if item.existing else "added", "; ".join(doc.notes),
@@ -446,4 +466,4 @@ def _page_reporter(progress: ProgressFn | None, done: int, total: int, name: str
     return report
 
 
-__all__ = ["Ingest", "AddReport", "FileResult", "TextDocument", "ProgressFn", "iter_files"]
+__all__ = ["Ingest", "AddReport", "FileResult", "TextDocument", "ProgressFn", "iter_files", "document_mentions"]

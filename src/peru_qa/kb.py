@@ -12,14 +12,17 @@ from pathlib import Path
 import numpy as np
 
 from . import maintenance
+from .auth import LOCAL_USER
 from .backends import IndexStore, SearchIndexes, describe, is_url, location_of, open_backend
 from .config import COMPANION_MODELS, DEFAULT_MODEL, configured_model, default_index_location
 from .embeddings import Embedder, canonical_model_name, get_embedder
+from .entities import EXTRACTOR_VERSION, TYPES
+from .entities import fold as fold_name
 from .errors import DocumentNotFound, EmptyQueryError, ModelMismatchError, PeruQAError
 from .ingest import AddReport, FileResult, Ingest, ProgressFn, TextDocument, iter_files
 from .maintenance import CheckReport
-from .retrieval import MODES, Filters, FusionParams, Passage, Ranked, fusion_for_model, rank, search
-from .store import DocumentRecord, Warmed
+from .records import AuditEntry, DocumentRecord, Entity, EntityDetail, Filters, Passage, Warmed
+from .retrieval import MODES, FusionParams, Ranked, fusion_for_model, rank, search
 
 #: Answers questions for `KnowledgeBase.ask`: (kb, question, history, **options) -> Answer. Registered by the
 #: package's __init__ (peru_qa.answer.ask) so that this module never imports the answer layer (one-way imports).
@@ -133,16 +136,19 @@ class KnowledgeBase:
     # --- adding -----------------------------------------------------------------------------------
     def add(self, paths: Iterable[str | Path] | str | Path, *, password: str | None = None,
             progress: ProgressFn | None = None, exclude: Iterable[str] = (),
-            on_result: Callable[[FileResult], None] | None = None) -> AddReport:
+            on_result: Callable[[FileResult], None] | None = None, user: str = LOCAL_USER) -> AddReport:
         """Index files and folders. Unchanged content is skipped by hash; changed files replace their old
         version. A file that fails leaves the index as it was; the batch goes on.
 
-        `on_result` hears each file's outcome as soon as it is final (after its commit, for added files)."""
-        return Ingest(self).add(paths, password=password, progress=progress, exclude=exclude, on_result=on_result)
+        `on_result` hears each file's outcome as soon as it is final (after its commit, for added files);
+        `user` is who the audit log records as adding or replacing them (see `log`)."""
+        return Ingest(self, user).add(paths, password=password, progress=progress, exclude=exclude,
+                                      on_result=on_result)
 
-    def add_texts(self, items: Iterable[TextDocument], progress: ProgressFn | None = None) -> AddReport:
+    def add_texts(self, items: Iterable[TextDocument], progress: ProgressFn | None = None, *,
+                  user: str = LOCAL_USER) -> AddReport:
         """Index texts that are not files (notes, records of a dataset), keyed by `source`."""
-        return Ingest(self).add_texts(items, progress)
+        return Ingest(self, user).add_texts(items, progress)
 
     # --- removing, listing ----------------------------------------------------------------------
     def find_document(self, ref: str) -> DocumentRecord:
@@ -159,13 +165,17 @@ class KnowledgeBase:
             raise DocumentNotFound(f"{ref!r} matches {len(matches)} documents ({ids}): give the id")
         raise DocumentNotFound(f"no document {ref!r} in {self.shown} (see `peru-qa list`)")
 
-    def remove(self, ref: str) -> DocumentRecord:
-        """Take a document out of both dense and keyword search."""
+    def remove(self, ref: str, *, user: str = LOCAL_USER) -> DocumentRecord:
+        """Take a document out of both dense and keyword search (the audit log records `user` removing it)."""
         doc = self.find_document(ref)
         with self.store.writer():
-            self.store.delete_documents([doc.id])
+            self.store.delete_documents([doc.id], user=user)
         self.indexes.publish()
         return doc
+
+    def log(self, limit: int | None = None) -> list[AuditEntry]:
+        """The audit log: who added, replaced or removed which file, and when; newest first."""
+        return self.store.events(limit)
 
     def documents(self) -> list[DocumentRecord]:
         return self.store.documents()
@@ -193,6 +203,32 @@ class KnowledgeBase:
 
     def page_text(self, doc_id: str, page: int | None) -> str:
         return self.store.page_text(doc_id, page or 1)
+
+    def document(self, doc_id: str) -> DocumentRecord | None:
+        """The document with this id, or None (the viewer and the chat's Library look documents up by id)."""
+        return self.store.document(str(doc_id))
+
+    def pages(self, doc_id: str) -> list[tuple[int, str, list[tuple[int, str]], dict]]:
+        """(page number, text, sections, page metadata) of every stored page of a document, in order."""
+        return self.store.pages(doc_id)
+
+    def original_bytes(self, record: DocumentRecord) -> bytes | None:
+        """The indexed file itself as the index stores it (a shared database keeps every file added from any
+        machine), or None (an index folder points at files where they are)."""
+        return self.store.original_bytes(record.content_hash)
+
+    def meta(self, key: str) -> str | None:
+        """A fact kept with the index under `key` (e.g. which evaluation corpus it holds); None when unset."""
+        return self.store.meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Keep `value` with the index under `key` (one transaction; see `meta`)."""
+        with self.store.writer(), self.store.transaction():
+            self.store.set_meta(key, value)
+
+    def manifest(self) -> dict:
+        """What the index says about itself: generation, counts, and for a folder the derived files it searches."""
+        return self.store.manifest()
 
     # --- derived indexes --------------------------------------------------------------------------
     def _info(self) -> dict:
@@ -257,6 +293,57 @@ class KnowledgeBase:
         """Chunk id → its document's source (maps a `rank` result to documents without fetching text)."""
         return self.store.chunk_sources()
 
+    # --- entities -------------------------------------------------------------------------------------
+    @property
+    def lacks_entities(self) -> bool:
+        """Some documents were stored before entity extraction (or by an older extractor): `extract_entities`
+        (or `rebuild`) fills them in."""
+        return bool(self.store.documents_lacking_mentions(EXTRACTOR_VERSION))
+
+    def extract_entities(self, progress: ProgressFn | None = None) -> int:
+        """Extract the people, organizations and places of the documents that lack them, from their stored text
+        (no original files needed); returns how many documents were read."""
+        return maintenance.fill_mentions(self, progress)
+
+    def entities(self, type: str | None = None, query: str | None = None,
+                 filters: Filters | dict | None = None) -> list[Entity]:
+        """People, organizations and places named in the documents, most mentioned first: each merged across
+        names and languages ("Sendero Luminoso" with "Shining Path"), with its aliases, the file names of the
+        documents that mention it and its number of mentions. `type` keeps one kind (person / organization /
+        place); `query` keeps those whose name or an alias contains it (case and accents ignored); `filters`
+        (as in `retrieve`) counts only the mentions in the chunks a search under them may return."""
+        if type is not None and type not in TYPES:
+            raise ValueError(f"type must be one of {', '.join(TYPES)}, not {type!r}")
+        filt = Filters.coerce(filters)
+        allowed = None
+        if filt is not None and not filt.empty:
+            allowed = self.store.chunk_ids_where(filt)
+            if len(allowed) == 0:
+                return []
+        found = self.store.entity_summaries(type=type, chunk_ids=allowed)
+        if query:
+            wanted = fold_name(query)
+            found = [e for e in found if any(wanted in fold_name(n) for n in (e.name, *e.aliases))]
+        return found
+
+    def entity(self, name: str, mentions: int = 200, co_mentions: int = 30) -> EntityDetail | None:
+        """One entity's page, found by any of its names (either language, a short form): its mentions (document,
+        page, sentence, date; the first `mentions` of them), the entities named in the same chunks with how many
+        chunks they share (over an even sample of 2,000 of its chunks when it is named in more: the panel stays
+        under 200 ms at 100k chunks), and its dated mentions counted per date (the date a sentence states, else the
+        document's "checked" date). None when no document names it."""
+        if not isinstance(name, str) or not name.strip():
+            raise EmptyQueryError("empty entity name")
+        key = self.store.resolve_entity(name.strip())
+        if key is None:
+            return None
+        summary = self.store.entity_summaries(keys=[key])
+        if not summary:
+            return None
+        found, _total = self.store.entity_mentions(key, mentions)
+        others, counted, passages = self.store.co_mentions(key, co_mentions)
+        return EntityDetail(summary[0], found, others, self.store.entity_timeline(key), passages, counted)
+
     # --- maintenance ------------------------------------------------------------------------------
     def sync_folder(self, folder: str | Path, progress: ProgressFn | None = None,
                     exclude: Iterable[str] = ("README.md",)) -> AddReport:
@@ -274,7 +361,8 @@ class KnowledgeBase:
         target = canonical_model_name(model) if model else self.model_name
         if target == self.model_name and self.store.meta("model"):
             filled = maintenance.fill_companion(self, progress)
-            return maintenance.reindex(self) | {"companion_embedded": filled}
+            extracted = maintenance.fill_mentions(self, progress)
+            return maintenance.reindex(self) | {"companion_embedded": filled, "entities_extracted": extracted}
         self.model_name, self._embedder = target, None
         return maintenance.re_embed(self, progress)
 

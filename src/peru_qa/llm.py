@@ -20,7 +20,7 @@ import httpx
 
 from .citations import renumber, validate_markers
 from .errors import PeruQAError
-from .retrieval import Passage
+from .records import Passage
 
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish (español)"}
 

@@ -11,9 +11,11 @@ from typing import Protocol
 
 import numpy as np
 
+from .auth import LOCAL_USER
 from .chunking import chunk_document
 from .config import COMPANION_MODELS, SUPPORTED_SUFFIXES
 from .embeddings import get_embedder
+from .entities import EXTRACTOR_VERSION
 from .ingest import (
     COMPANION_LANGUAGE,
     AddReport,
@@ -21,6 +23,7 @@ from .ingest import (
     Owner,
     ProgressFn,
     chunk_rows,
+    document_mentions,
     embed_chunks,
     embed_companion,
     embedding_text,
@@ -59,7 +62,7 @@ def sync_folder(kb: Maintained, folder: str | Path, progress: ProgressFn | None 
             if Path(d.source).is_relative_to(folder) and not Path(d.source).exists()]
     if gone:
         with kb.store.writer():
-            kb.store.delete_documents([d.id for d in gone])
+            kb.store.delete_documents([d.id for d in gone], user=LOCAL_USER)  # the folder's owner, as `add` records
         kb.indexes.publish()
         report.results += [FileResult(d.source, "removed", "file no longer exists", doc_id=d.id,
                                       title=d.title) for d in gone]
@@ -80,6 +83,27 @@ def is_stale(kb: Maintained, folder: str | Path, exclude: Iterable[str] = ("READ
             return True
         seen += 1
     return seen != len(known) or kb.store.manifest().get("generation") != kb.store.generation
+
+
+def fill_mentions(kb: Owner, progress: ProgressFn | None = None) -> int:
+    """Extract the entities of documents stored before extraction existed (or by an older extractor), from their
+    stored page texts, one document per transaction. Returns how many documents were extracted."""
+    store = kb.store
+    missing = store.documents_lacking_mentions(EXTRACTOR_VERSION)
+    for n, doc_id in enumerate(missing):
+        record = store.document(doc_id)
+        if record is None:  # removed meanwhile
+            continue
+        if progress:
+            progress(n, len(missing), f"entities: {record.title}")
+        pages = [Page(number, text, sections, meta) for number, text, sections, meta in store.pages(doc_id)]
+        chunks, _ = store.document_chunks(doc_id)
+        mentions = document_mentions(pages, record.language, record.metadata, chunks)
+        with store.writer():
+            store.set_mentions(doc_id, mentions, EXTRACTOR_VERSION)
+    if progress and missing:
+        progress(len(missing), len(missing), "done")
+    return len(missing)
 
 
 def reindex(kb: Owner) -> dict:
@@ -149,8 +173,10 @@ def re_embed(kb: Owner, progress: ProgressFn | None = None) -> dict:
             for record, pages, chunks, vectors, extra in prepared:
                 record.n_chunks = len(chunks)
                 store.write_document(record, page_rows(pages), chunk_rows(record.title, record.language, chunks),
-                                     vectors, replace_ids=(record.id,), companion=extra)
-        derived = store.build_derived(embedder.dim)
+                                     vectors, replace_ids=(record.id,), companion=extra,
+                                     mentions=document_mentions(pages, record.language, record.metadata, chunks),
+                                     extractor=EXTRACTOR_VERSION)
+        derived = kb.indexes.build()
         kb.indexes.save(derived)
     if progress:
         progress(len(docs), len(docs), "done")
@@ -179,7 +205,7 @@ def check(kb: Maintained, repair: bool = True) -> CheckReport:
             derived_problems.append(
                 f"manifest counts {manifest.get('documents')} documents / {manifest.get('chunks')} chunks, "
                 f"database has {docs} / {chunks}")
-    derived = store.load_derived()
+    derived = kb.indexes.stored()
     if derived is None:
         derived_problems.append("vector or keyword index files are missing, damaged or stale")
     else:
@@ -198,4 +224,5 @@ def check(kb: Maintained, repair: bool = True) -> CheckReport:
     return CheckReport(problems + derived_problems, repaired, docs, chunks)
 
 
-__all__ = ["CheckReport", "sync_folder", "is_stale", "reindex", "re_embed", "fill_companion", "check"]
+__all__ = ["CheckReport", "sync_folder", "is_stale", "reindex", "re_embed", "fill_companion", "fill_mentions",
+           "check"]

@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import sys
 import threading
 import time
@@ -31,16 +30,28 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import IndexBusyError, PeruQAError
+from .config import is_url, redact
+from .entities import CO_MENTION_SAMPLE, lookup_forms, mention_order, summarise_mentions
+from .errors import BadDocumentError, IndexBusyError, PeruQAError
 from .keyword import BM25_PARAMS
-from .store import ChunkRow, DocumentRecord, Warmed, _now, lock_timeout
-
-if TYPE_CHECKING:
-    from .retrieval import Filters
+from .records import (
+    AuditEntry,
+    ChunkRow,
+    CoMention,
+    DocumentRecord,
+    Entity,
+    EntityMention,
+    Filters,
+    MentionRow,
+    Warmed,
+    audit_action,
+    check_document,
+    now,
+)
+from .store import lock_timeout
 
 SCHEMA_VERSION = 4
 #: advisory lock keys (arbitrary, fixed): schema migration, and the one-writer-commits-at-a-time lock
@@ -148,6 +159,54 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE chunks ADD COLUMN companion vector;
     """,
+    # 7: the audit log: who added, replaced or removed which file, and when; written in the same transaction as
+    # the change it records. No foreign key: an entry outlives the document it names. IF NOT EXISTS: a schema
+    # version set back by hand (tests/test_backends.py does) keeps the log it has.
+    """
+    CREATE TABLE IF NOT EXISTS audit (
+        id BIGSERIAL PRIMARY KEY,
+        at TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        action TEXT NOT NULL,
+        file TEXT NOT NULL,
+        doc_id TEXT NOT NULL,
+        title TEXT NOT NULL
+    );
+    """,
+    # 8: people, organizations and places named in each chunk (peru_qa.entities), with offsets into the page text
+    # like chunks', the sentence around each as offsets too, and a date; written with their document and deleted
+    # with it. mentions_summary covers an entity's summary and timeline, so that its panel reads one index range
+    # (≤ 200 ms at 100k chunks, benchmarks/RESULTS.md "Entities"). entity_runs records which documents were
+    # extracted, and by which version of the extractor, so that `rebuild` fills in an index built before
+    # extraction. IF NOT EXISTS: see 7.
+    """
+    CREATE TABLE IF NOT EXISTS mentions (
+        id BIGSERIAL PRIMARY KEY,
+        doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        chunk_id BIGINT REFERENCES chunks(id) ON DELETE CASCADE,
+        page INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        "end" INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        type TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        key TEXT NOT NULL,
+        norm TEXT NOT NULL,
+        sent_start INTEGER NOT NULL,
+        sent_end INTEGER NOT NULL,
+        date TEXT,
+        date_source TEXT
+    );
+    CREATE INDEX IF NOT EXISTS mentions_key ON mentions(key, chunk_id);
+    CREATE INDEX IF NOT EXISTS mentions_summary ON mentions(key, type, entity, text, doc_id, date);
+    CREATE INDEX IF NOT EXISTS mentions_chunk ON mentions(chunk_id, key);
+    CREATE INDEX IF NOT EXISTS mentions_doc ON mentions(doc_id);
+    CREATE INDEX IF NOT EXISTS mentions_norm ON mentions(norm);
+    CREATE TABLE IF NOT EXISTS entity_runs (
+        doc_id TEXT PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE,
+        extractor TEXT NOT NULL
+    );
+    """,
 ]
 
 #: sparse-vector slots of hashed terms (md5's first 28 bits + 1, the same in SQL and in `term_slot`)
@@ -171,15 +230,6 @@ def bag_text(weights: dict[str, float]) -> str:
 
 class IndexUnavailableError(PeruQAError):
     """The database cannot be reached (server down, wrong URL, refused login)."""
-
-
-def is_url(location: object) -> bool:
-    return isinstance(location, str) and re.match(r"postgres(ql)?://", location) is not None
-
-
-def redact(url: str) -> str:
-    """The URL without its password (for messages)."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -475,7 +525,7 @@ class PgStore:
         conn.execute("INSERT INTO meta(key, value) VALUES ('generation', '1') "
                      "ON CONFLICT (key) DO UPDATE SET value = (meta.value::bigint + 1)::text")
         conn.execute("INSERT INTO meta(key, value) VALUES ('updated_at', %s) "
-                     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (_now(),))
+                     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (now(),))
 
     # --- documents ------------------------------------------------------------------------------
     _DOC_COLUMNS = ("id, source, title, language, content_hash, paged, n_pages, n_chunks, file_size, file_mtime, "
@@ -520,13 +570,30 @@ class PgStore:
             row = conn.execute("SELECT text FROM pages WHERE doc_id = %s AND page = %s", (doc_id, page)).fetchone()
         return row["text"] if row else ""
 
+    def _check_write(self, record: DocumentRecord, chunks: list[ChunkRow], vectors: np.ndarray,
+                     companion: np.ndarray | None, replace_ids: tuple[str, ...]) -> None:
+        """Refuse a bad document before the transaction starts (`records.check_document`), and a source that
+        another document holds unless the write replaces it: the same refusals on both backends."""
+        check_document(record, chunks, vectors, int(self.meta("dimension") or 0) or None, companion,
+                       int(self.meta("companion_dimension") or 0) or None)
+        holder = self.document_by_source(record.source)
+        if holder is not None and holder.id not in replace_ids:
+            raise BadDocumentError(f"source {record.source!r} is already indexed as document {holder.id} "
+                                   "(replace it, or give another source)")
+
     def write_document(self, record: DocumentRecord, pages: list[tuple[int, str, list, dict]], chunks: list[ChunkRow],
                        vectors: np.ndarray, replace_ids: tuple[str, ...] = (),
-                       companion: np.ndarray | None = None) -> None:
+                       companion: np.ndarray | None = None, user: str | None = None,
+                       mentions: list[MentionRow] | None = None, extractor: str | None = None) -> None:
         """Insert one document with its chunks and vectors (and the companion model's, for an English document),
-        replacing older versions, in one transaction."""
+        replacing older versions, in one transaction. With `user`, the audit log records who added or replaced
+        it, in that transaction (None: not a person's change, e.g. re-embedding or copying an index). With
+        `extractor`, its entity `mentions` go in the same transaction (None: not extracted; `rebuild` does it)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._check_write(record, chunks, vectors, companion, replace_ids)
         with self.transaction() as conn:
+            if user is not None:
+                self._audit(conn, user, audit_action(replace_ids), [(record.source, record.id, record.title)])
             if replace_ids:
                 self._delete(conn, list(replace_ids))
             conn.execute(
@@ -540,10 +607,128 @@ class PgStore:
                     [(record.id, number, text, json.dumps(sections, ensure_ascii=False),
                       json.dumps(meta, ensure_ascii=False)) for number, text, sections, meta in pages])
                 ids = self._insert_chunks(cur, record.id, chunks, vectors, companion)
+                if extractor is not None:
+                    self._insert_mentions(cur, record.id, mentions or [], extractor, ids)
             conn.execute("UPDATE totals SET chunks = chunks + %s, terms = terms + %s",
                          (len(chunks), sum(len(c.terms) for c in chunks)))
             self._bump(conn)
         return ids
+
+    @staticmethod
+    def _insert_mentions(cur, doc_id: str, mentions: list[MentionRow], extractor: str,
+                         chunk_ids: list[int]) -> None:
+        """A document's mentions by COPY (chunk indexes become its chunks' ids) and its extraction run."""
+        cur.execute("DELETE FROM mentions WHERE doc_id = %s", (doc_id,))
+        with cur.copy('COPY mentions(doc_id, chunk_id, page, start, "end", text, type, entity, key, norm, '
+                      "sent_start, sent_end, date, date_source) FROM STDIN") as copy:
+            for m in mentions:
+                copy.write_row((doc_id, chunk_ids[m.chunk] if 0 <= m.chunk < len(chunk_ids) else None, m.page,
+                                m.start, m.end, m.text, m.type, m.entity, m.key, m.norm, m.sent_start, m.sent_end,
+                                m.date, m.date_source))
+        cur.execute("INSERT INTO entity_runs(doc_id, extractor) VALUES (%s, %s) ON CONFLICT (doc_id) "
+                    "DO UPDATE SET extractor = EXCLUDED.extractor", (doc_id, extractor))
+
+    def set_mentions(self, doc_id: str, mentions: list[MentionRow], extractor: str) -> None:
+        """Replace a document's mentions (filling an index built before extraction, or by an older extractor)."""
+        with self.transaction() as conn, conn.cursor() as cur:
+            if cur.execute("SELECT 1 FROM documents WHERE id = %s FOR UPDATE", (doc_id,)).fetchone():
+                ids = [r["id"] for r in cur.execute("SELECT id FROM chunks WHERE doc_id = %s ORDER BY id",
+                                                    (doc_id,)).fetchall()]
+                self._insert_mentions(cur, doc_id, mentions, extractor, ids)
+
+    def documents_lacking_mentions(self, extractor: str) -> list[str]:
+        """Ids of the documents not yet extracted by this version of the extractor."""
+        with self._conn() as conn:
+            rows = conn.execute("SELECT d.id FROM documents d LEFT JOIN entity_runs r ON r.doc_id = d.id "
+                                "WHERE r.extractor IS DISTINCT FROM %s ORDER BY d.id", (extractor,)).fetchall()
+        return [r["id"] for r in rows]
+
+    def document_mentions(self, doc_id: str) -> list[MentionRow]:
+        """A document's mentions as written (copying an index keeps them), chunk as the index among its chunks."""
+        with self._conn() as conn:
+            order = {r["id"]: n for n, r in enumerate(conn.execute(
+                "SELECT id FROM chunks WHERE doc_id = %s ORDER BY id", (doc_id,)).fetchall())}
+            rows = conn.execute('SELECT chunk_id, page, start, "end", text, type, entity, key, norm, sent_start, '
+                                "sent_end, date, date_source FROM mentions WHERE doc_id = %s ORDER BY id",
+                                (doc_id,)).fetchall()
+        return [MentionRow(r["page"], r["start"], r["end"], r["text"], r["type"], r["entity"], r["key"], r["norm"],
+                           r["sent_start"], r["sent_end"], r["date"], r["date_source"], order.get(r["chunk_id"], -1))
+                for r in rows]
+
+    def entity_summaries(self, type: str | None = None, keys: list[str] | None = None,
+                         chunk_ids: np.ndarray | None = None) -> list[Entity]:
+        """Every entity (or those of `type`, `keys`, or named in `chunk_ids`) with its names, documents and count.
+        Grouped on the covering index `mentions_summary` first, joined to the documents after."""
+        sql = "SELECT key, entity, type, text, doc_id, count(*) AS n FROM mentions WHERE true"
+        args: list = []
+        if keys is not None:
+            sql += " AND key = ANY(%s)"
+            args.append(list(keys))
+        if type is not None:
+            sql += " AND type = %s"
+            args.append(type)
+        if chunk_ids is not None:
+            sql += " AND chunk_id = ANY(%s)"
+            args.append([int(i) for i in chunk_ids])
+        with self._conn() as conn:
+            rows = conn.execute(
+                f"SELECT g.key, g.entity, g.type, g.text, d.source, g.n FROM ({sql} GROUP BY key, type, entity, "
+                "text, doc_id) g JOIN documents d ON d.id = g.doc_id", args).fetchall()
+        return summarise_mentions([(r["key"], r["entity"], r["type"], r["text"], r["source"], r["n"]) for r in rows])
+
+    def resolve_entity(self, name: str) -> str | None:
+        """The merge key a name refers to: its own key when stored, else the key its surface form is most
+        often given (a short form, an alias), else None."""
+        keys, norms = lookup_forms(name)
+        with self._conn() as conn:
+            for key in keys:
+                if conn.execute("SELECT 1 FROM mentions WHERE key = %s LIMIT 1", (key,)).fetchone():
+                    return key
+            row = conn.execute("SELECT key, count(*) AS n FROM mentions WHERE norm = ANY(%s) GROUP BY key "
+                               "ORDER BY n DESC LIMIT 1", (norms,)).fetchone()
+        return row["key"] if row else None
+
+    def entity_mentions(self, key: str, limit: int = 200) -> tuple[list[EntityMention], int]:
+        """The first `limit` mentions of an entity in index order (document, page, sentence, date), sorted by
+        document title, and how many there are."""
+        with self._conn() as conn:
+            total = conn.execute("SELECT count(*) AS n FROM mentions WHERE key = %s", (key,)).fetchone()["n"]
+            rows = conn.execute(
+                'SELECT m.doc_id, d.source, d.title, d.paged, m.page, m.start, m."end", m.text, '
+                "substr(p.text, m.sent_start + 1, m.sent_end - m.sent_start) AS sentence, m.date, m.date_source "
+                "FROM (SELECT * FROM mentions WHERE key = %s ORDER BY chunk_id LIMIT %s) m "
+                "JOIN documents d ON d.id = m.doc_id JOIN pages p ON p.doc_id = m.doc_id AND p.page = m.page",
+                (key, int(limit))).fetchall()
+        found = [EntityMention(r["doc_id"], Path(r["source"]).name, r["title"], r["page"] if r["paged"] else None,
+                               r["start"], r["end"], r["text"], r["sentence"], r["date"], r["date_source"])
+                 for r in rows]
+        return sorted(found, key=mention_order), int(total)
+
+    def co_mentions(self, key: str, limit: int = 30, sample: int = CO_MENTION_SAMPLE
+                    ) -> tuple[list[CoMention], int, int]:
+        """Entities named in the same chunks as `key`, with the number of chunks they share, most first; and how
+        many of the entity's chunks were looked at, of how many name it (an entity named in more than `sample`
+        chunks is counted over `sample` of them, spread evenly: its panel stays fast at 100k chunks)."""
+        with self._conn() as conn:
+            passages = conn.execute("SELECT count(DISTINCT chunk_id) AS n FROM mentions WHERE key = %s "
+                                    "AND chunk_id IS NOT NULL", (key,)).fetchone()["n"]
+            step = max(1, -(-int(passages) // max(1, sample)))
+            rows = conn.execute(
+                "WITH c AS (SELECT chunk_id, row_number() OVER (ORDER BY chunk_id) AS r FROM (SELECT DISTINCT "
+                "chunk_id FROM mentions WHERE key = %s AND chunk_id IS NOT NULL) x) "
+                "SELECT o.key, max(o.entity) AS entity, max(o.type) AS type, count(DISTINCT o.chunk_id) AS n "
+                "FROM mentions o WHERE o.chunk_id IN (SELECT chunk_id FROM c WHERE (r - 1) %% %s = 0) "
+                "AND o.key <> %s GROUP BY o.key ORDER BY n DESC, o.key LIMIT %s",
+                (key, step, key, int(limit))).fetchall()
+        counted = -(-int(passages) // step)
+        return [CoMention(r["entity"], r["type"], int(r["n"]), r["key"]) for r in rows], counted, int(passages)
+
+    def entity_timeline(self, key: str) -> list[tuple[str, int]]:
+        """(date, mentions) of an entity's dated mentions, oldest first."""
+        with self._conn() as conn:
+            rows = conn.execute("SELECT date, count(*) AS n FROM mentions WHERE key = %s AND date IS NOT NULL "
+                                "GROUP BY date ORDER BY date", (key,)).fetchall()
+        return [(r["date"], int(r["n"])) for r in rows]
 
     def _insert_chunks(self, cur, doc_id: str, chunks: list[ChunkRow], vectors: np.ndarray,
                        companion: np.ndarray | None = None) -> list[int]:
@@ -594,10 +779,33 @@ class PgStore:
             conn.execute("UPDATE documents SET file_size = %s, file_mtime = %s WHERE id = %s",
                          (file_size, file_mtime, doc_id))
 
-    def delete_documents(self, doc_ids: list[str]) -> None:
+    def delete_documents(self, doc_ids: list[str], user: str | None = None) -> None:
+        """Delete documents; with `user`, the audit log records who removed them, in the same transaction."""
         with self.transaction() as conn:
+            if user is not None:
+                gone = conn.execute("SELECT source, id, title FROM documents WHERE id = ANY(%s) ORDER BY id",
+                                    (list(doc_ids),)).fetchall()
+                self._audit(conn, user, "removed", [(r["source"], r["id"], r["title"]) for r in gone])
             self._delete(conn, list(doc_ids))
             self._bump(conn)
+
+    @staticmethod
+    def _audit(conn, user: str, action: str, files: list[tuple[str, str, str]]) -> None:
+        """Audit entries for (source, doc id, title) of each file, inside the caller's transaction."""
+        if not files:
+            return
+        at = now()
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO audit(at, user_name, action, file, doc_id, title) "
+                            "VALUES (%s,%s,%s,%s,%s,%s)",
+                            [(at, user, action, source, doc_id, title) for source, doc_id, title in files])
+
+    def events(self, limit: int | None = None) -> list[AuditEntry]:
+        """The audit log, newest first (the last `limit` entries when given)."""
+        with self._conn() as conn:
+            rows = conn.execute("SELECT at, user_name, action, file, doc_id, title FROM audit ORDER BY id DESC "
+                                "LIMIT %s", (None if limit is None else max(0, int(limit)),)).fetchall()
+        return [AuditEntry(r["at"], r["user_name"], r["action"], r["file"], r["doc_id"], r["title"]) for r in rows]
 
     @staticmethod
     def _delete(conn, doc_ids: list[str]) -> None:
@@ -731,6 +939,12 @@ class PgStore:
                 rows = conn.execute("SELECT id, metadata ->> %s AS v FROM documents", (filters.date_field,))
                 sql += " AND c.doc_id = ANY(%s)"
                 args.append([r["id"] for r in rows if filters.date_matches(r["v"])])
+            if filters.entities is not None:
+                # documents that mention any of the entities: by their merge key, or by a name they were found under
+                forms = [lookup_forms(name) for name in filters.entities]
+                sql += (" AND c.doc_id IN (SELECT doc_id FROM mentions WHERE key = ANY(%s) "
+                        "OR key IN (SELECT key FROM mentions WHERE norm = ANY(%s)))")
+                args += [[k for ks, _ in forms for k in ks], [n for _, ns in forms for n in ns]]
             rows = conn.execute(sql, args).fetchall()
         return np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
 
@@ -871,15 +1085,14 @@ class PgVectors:
 
     def similarity(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Cosine computed in the server: a float per chunk comes back instead of its vector as text. NaN for a
-        chunk without a companion vector."""
+        chunk without a vector in this column (another language for the companion) or no longer stored, as
+        `vectors.VectorIndex.similarity` gives."""
         ids = np.asarray(ids, dtype=np.int64)
         with self.store._conn() as conn:
             rows = conn.execute(f"SELECT id, 1 - ({self.column} <=> %s::vector) AS s FROM chunks WHERE id = ANY(%s)",
                                 (_vector_text(np.asarray(query, dtype=np.float32).ravel()),
                                  [int(i) for i in ids])).fetchall()
         found = {r["id"]: (np.nan if r["s"] is None else r["s"]) for r in rows}
-        if self.column == "embedding":
-            return np.asarray([found[int(i)] for i in ids], dtype=np.float32)
         return np.asarray([found.get(int(i), np.nan) for i in ids], dtype=np.float64)
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -1060,6 +1273,9 @@ class PgIndexes:
         return self.store.build_derived(dim) if dim else self.store.load_derived()
 
     def current(self) -> PgDerived:
+        return self.store.load_derived()
+
+    def stored(self) -> PgDerived:
         return self.store.load_derived()
 
 

