@@ -6,9 +6,12 @@ the readers, the UI and users' code can all use these records without importing 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+
+import numpy as np
 
 from .errors import BadDocumentError, BadFilterError
 
@@ -308,14 +311,12 @@ def check_document(record: DocumentRecord, chunks: list[ChunkRow], vectors, dime
     """Refuse, before anything is written, a document whose parts do not fit together or the index: every store
     calls this first, so a bad write fails the same way on both backends with a message that names the problem
     (tests/contract: bad input). `vectors` and `companion` are 2-d float arrays, one row per chunk."""
-    import numpy as np
-
     if not isinstance(record.title, str):  # "" is a title (a text added without one), None is not
         raise BadDocumentError(f"document {record.source!r} has no title (a string, possibly empty)")
     if not str(record.source or "").strip():
         raise BadDocumentError("a document needs a source (its file path or key)")
     try:
-        metadata_ok = isinstance(record.metadata, dict) and _json_safe(record.metadata)
+        metadata_ok = isinstance(record.metadata, dict) and bool(json.dumps(record.metadata, allow_nan=False))
     except (TypeError, ValueError):
         metadata_ok = False
     if not metadata_ok:
@@ -331,13 +332,6 @@ def check_document(record: DocumentRecord, chunks: list[ChunkRow], vectors, dime
             raise BadDocumentError(f"{record.source!r}: {name} of dimension {shape[1]}, the index holds {dim}-d ones")
         if not np.isfinite(matrix).all():
             raise BadDocumentError(f"{record.source!r}: {name} hold NaN or infinite values")
-
-
-def _json_safe(value: dict) -> bool:
-    import json
-
-    json.dumps(value, allow_nan=False)
-    return True
 
 
 __all__ = ["DocumentRecord", "ChunkRow", "Warmed", "Passage", "Filters", "AuditEntry", "audit_action", "now",
